@@ -1,0 +1,148 @@
+"""Load a Hugging Face model folder into the engine. Local files only; no code from the
+checkpoint runs (no trust_remote_code, .bin only through torch.load(weights_only=True))."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..engine import LoadedModel, ModelSpec, SpecError, Tokenizer, Transformer
+from ..engine.model import rotary_inv_freq
+from . import architectures
+from .architectures.common import Config, Mapper
+from .errors import CheckpointError
+from .weights import WeightSource
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no config.json — is it a Hugging Face model folder?")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"config.json cannot be read: {e}") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError("config.json is not a JSON object")
+    return raw
+
+
+def model_type(raw: dict) -> str:
+    kind = raw.get("model_type")
+    if not kind:
+        for arch in raw.get("architectures") or []:
+            kind = architectures.ARCHITECTURES.get(arch)
+            if kind:
+                break
+    if kind not in architectures.FAMILIES:
+        raise CheckpointError(
+            f"unsupported model_type {kind!r}; supported: {', '.join(architectures.SUPPORTED)}"
+        )
+    return kind
+
+
+def build_spec(raw: dict, weights) -> ModelSpec:
+    kind = model_type(raw)
+    family = architectures.FAMILIES[kind]
+    cfg = Config({**raw, "model_type": kind}, architectures.defaults(kind))
+    try:
+        return family.spec(cfg, weights)
+    except SpecError as e:
+        raise CheckpointError(f"config.json describes an impossible model: {e}") from None
+
+
+def build_model(spec: ModelSpec, weights: WeightSource, dtype, device) -> Transformer:
+    family = architectures.FAMILIES[spec.architecture]
+    with torch.device("meta"):
+        model = Transformer(spec)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    mapper = Mapper(weights, expected, family.PREFIXES)
+    family.load(mapper, spec)
+    missing = sorted(set(expected) - set(mapper.out))
+    if missing:
+        raise CheckpointError(f"the checkpoint lacks weights for: {', '.join(missing[:5])}")
+    state = {k: v.to(device=device, dtype=dtype) for k, v in mapper.out.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    if spec.positions == "rotary":
+        model.inv_freq = rotary_inv_freq(spec).to(device)
+    return model.eval()
+
+
+def load_tokenizer(folder: Path, raw: dict) -> Tokenizer:
+    """tokenizer.json; else GPT-2's vocab.json + merges.txt; else BERT's vocab.txt."""
+    try:
+        if (folder / "tokenizer.json").is_file():
+            return Tokenizer.from_file(folder / "tokenizer.json")
+        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            from tokenizers import ByteLevelBPETokenizer
+
+            bpe = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+            return Tokenizer(bpe._tokenizer)
+        if (folder / "vocab.txt").is_file():
+            from tokenizers import BertWordPieceTokenizer
+
+            lower = _tokenizer_config(folder).get("do_lower_case", True)
+            wp = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=bool(lower))
+            return Tokenizer(wp._tokenizer)
+    except CheckpointError:
+        raise
+    except Exception as e:  # tokenizers raises plain Exceptions for broken files
+        raise CheckpointError(f"the tokenizer cannot be read: {e}"[:500]) from None
+    raise CheckpointError(
+        f"{folder} has no tokenizer: expected tokenizer.json (or vocab.json + merges.txt, "
+        "or vocab.txt)"
+    )
+
+
+def _tokenizer_config(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def load(
+    path,
+    dtype: str | torch.dtype = "float32",
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> LoadedModel:
+    """Load a model folder. Every failure raises CheckpointError with a readable message."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise CheckpointError(f"no such folder: {folder}")
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is not a folder")
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise CheckpointError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        dtype = DTYPES[dtype]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError("CUDA was asked for but is not available")
+    say = progress or (lambda msg: None)
+    try:
+        say("reading config.json")
+        raw = read_config(folder)
+        kind = model_type(raw)
+        say("opening weights")
+        weights = WeightSource(folder)
+        spec = build_spec(raw, weights)
+        say(f"building {kind} ({spec.n_layers} layers x {spec.n_heads} heads)")
+        model = build_model(spec, weights, dtype, device)
+        say("reading tokenizer")
+        tokenizer = load_tokenizer(folder, raw)
+    except CheckpointError:
+        raise
+    except (OSError, MemoryError) as e:
+        raise CheckpointError(f"cannot load {folder.name}: {type(e).__name__}: {e}") from None
+    if tokenizer.vocab_size > spec.vocab_size:
+        raise CheckpointError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens, the model only {spec.vocab_size}"
+        )
+    return LoadedModel(model, tokenizer, name=folder.name, path=str(folder), info={"config": raw})

@@ -1,0 +1,158 @@
+"""A Run: one prompt through the model, keeping what any panel may ask for later.
+
+Per layer it keeps the residual input and the queries and keys (L x T x d each), never the
+L x H x T x T attention: pattern(layer, head) is rebuilt on demand from Q and K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .interventions import Ablation
+from .model import Transformer
+
+LOSS_CHUNK = 128  # positions per logits chunk: vocab x T logits are large
+
+
+@dataclass
+class TopK:
+    ids: list[int]
+    probs: list[float]
+    logits: list[float]
+
+
+class Run:
+    def __init__(self, model: Transformer, tokens, ablation: Ablation | None = None):
+        self.model = model
+        self.spec = model.spec
+        device = next(model.parameters()).device
+        self.tokens = torch.as_tensor(tokens, dtype=torch.long, device=device).reshape(-1)
+        self.ablation = ablation or Ablation()
+        self.resid: list[torch.Tensor] = []  # residual input of each layer, (T, d)
+        self.q: list[torch.Tensor] = []  # (H, T, dh)
+        self.k: list[torch.Tensor] = []  # (Hkv, T, dh)
+        self.head_means: list[torch.Tensor] = []  # (H, dh), output means (mean ablation)
+        self.final_resid: torch.Tensor | None = None  # (T, d)
+        self.hidden: torch.Tensor | None = None  # after the final norm, (T, d)
+        self.recomputed_from: int = 0  # the first layer this run computed itself
+        self._loss: torch.Tensor | None = None
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+    # --- computing ----------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def compute(self, cancel=None, start: int = 0, x=None) -> Run:
+        m = self.model
+        positions = torch.arange(self.n_tokens, device=self.tokens.device)
+        if x is None:
+            x = m.embed(self.tokens[None], positions)
+        del self.resid[start:], self.q[start:], self.k[start:], self.head_means[start:]
+        records = []
+
+        def on_layer(l, x_in, record):
+            self.resid.append(x_in[0])
+            records.append(record)
+
+        x = m.layers(x, positions, start, self.ablation, on_layer=on_layer, cancel=cancel)
+        for r in records:
+            self.q.append(r["q"][0])
+            self.k.append(r["k"][0])
+            self.head_means.append(r["mean_z"])
+        self.final_resid = x[0]
+        self.hidden = m.final(x)[0]
+        self.recomputed_from = start
+        return self
+
+    def rerun(self, ablation: Ablation, cancel=None) -> Run:
+        """A new Run under another ablation, recomputing only from the first changed layer.
+
+        The layers before it share this run's cached tensors (no copies).
+        """
+        start = self.ablation.first_difference(ablation)
+        new = Run(self.model, self.tokens, ablation)
+        if start is None:
+            start = self.spec.n_layers
+        new.resid, new.q, new.k = self.resid[:start], self.q[:start], self.k[:start]
+        new.head_means = self.head_means[:start]
+        if start == self.spec.n_layers:
+            new.final_resid, new.hidden, new._loss = self.final_resid, self.hidden, self._loss
+            new.recomputed_from = start
+            return new
+        return new.compute(cancel, start, self.resid[start][None])
+
+    # --- reading ------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def pattern(self, layer: int, head: int) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d_k)) of one head, (T, T) float32, rows sum to 1."""
+        s = self.spec
+        if not (0 <= layer < s.n_layers and 0 <= head < s.n_heads):
+            raise IndexError(f"no head {layer}.{head} in a {s.n_layers}x{s.n_heads} model")
+        q = self.q[layer][head].float()
+        k = self.k[layer][head // (s.n_heads // s.n_kv_heads)].float()
+        scores = (q @ k.T) * s.scale
+        mask = self._mask(scores.shape[0], scores.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return torch.softmax(scores, dim=-1)
+
+    @torch.inference_mode()
+    def layer_patterns(self, layer: int, queries=None) -> torch.Tensor:
+        """All heads of one layer, (H, T, T) or (H, len(queries), T); one layer at a time."""
+        s = self.spec
+        q = self.q[layer].float()
+        k = self.k[layer].float().repeat_interleave(s.n_heads // s.n_kv_heads, dim=0)
+        mask = self._mask(self.n_tokens, q.device)
+        if queries is not None:
+            q = q[:, queries]
+            mask = None if mask is None else mask[queries]
+        scores = (q @ k.transpose(1, 2)) * s.scale
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return torch.softmax(scores, dim=-1)
+
+    def _mask(self, T: int, device):
+        s = self.spec
+        if not s.causal:
+            return None
+        i = torch.arange(T, device=device)
+        allowed = i[None, :] <= i[:, None]
+        if s.sliding_window and T > s.sliding_window:
+            allowed &= i[None, :] > i[:, None] - s.sliding_window
+        return allowed
+
+    @torch.inference_mode()
+    def logits(self, positions=None) -> torch.Tensor:
+        """Logits (P, vocab) in float32 for the positions asked (all when None)."""
+        h = self.hidden if positions is None else self.hidden[torch.as_tensor(positions)]
+        return self.model.logits(h).float()
+
+    @torch.inference_mode()
+    def loss(self) -> torch.Tensor:
+        """Per-position loss of the actual next token, (T,); the last position is nan."""
+        if self._loss is None:
+            T = self.n_tokens
+            out = torch.full((T,), float("nan"))
+            for a in range(0, T - 1, LOSS_CHUNK):
+                b = min(a + LOSS_CHUNK, T - 1)
+                logp = F.log_softmax(self.logits(range(a, b)), dim=-1)
+                out[a:b] = -logp.gather(1, self.tokens[a + 1 : b + 1, None]).squeeze(1).cpu()
+            self._loss = out
+        return self._loss
+
+    @torch.inference_mode()
+    def top_k(self, position: int, k: int = 10) -> TopK:
+        logits = self.logits([position])[0]
+        probs = torch.softmax(logits, dim=-1)
+        p, ids = probs.topk(min(k, logits.shape[0]))
+        return TopK(ids.tolist(), p.tolist(), logits[ids].tolist())
+
+    @torch.inference_mode()
+    def probs(self, position: int) -> torch.Tensor:
+        return torch.softmax(self.logits([position])[0], dim=-1)
