@@ -16,28 +16,53 @@ def configs():
     llama = dict(BASE, intermediate_size=48, max_position_embeddings=128)
     return {
         "gpt2": T.GPT2Config(
-            vocab_size=320, n_embd=32, n_layer=3, n_head=4, n_positions=128, tie_word_embeddings=True
+            vocab_size=320,
+            n_embd=32,
+            n_layer=3,
+            n_head=4,
+            n_positions=128,
+            tie_word_embeddings=True,
         ),
         "gpt2-untied": T.GPT2Config(
-            vocab_size=320, n_embd=32, n_layer=2, n_head=2, n_positions=64, n_inner=80,
-            tie_word_embeddings=False, activation_function="gelu",
+            vocab_size=320,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=64,
+            n_inner=80,
+            tie_word_embeddings=False,
+            activation_function="gelu",
         ),
         "llama": T.LlamaConfig(**llama, num_key_value_heads=4),
-        "llama-gqa": T.LlamaConfig(**llama, num_key_value_heads=2, attention_bias=True,
-                                   mlp_bias=True, tie_word_embeddings=True),
+        "llama-gqa": T.LlamaConfig(
+            **llama,
+            num_key_value_heads=2,
+            attention_bias=True,
+            mlp_bias=True,
+            tie_word_embeddings=True,
+        ),
         "llama3-scaled": T.LlamaConfig(
-            **dict(llama, max_position_embeddings=256), num_key_value_heads=1,
-            rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                          "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+            **dict(llama, max_position_embeddings=256),
+            num_key_value_heads=1,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            },
         ),
         "mistral": T.MistralConfig(**llama, num_key_value_heads=2, sliding_window=16),
         "qwen2": T.Qwen2Config(**llama, num_key_value_heads=2, tie_word_embeddings=True),
         "qwen3": T.Qwen3Config(**llama, num_key_value_heads=2, head_dim=16),
-        "neox": T.GPTNeoXConfig(**dict(BASE, intermediate_size=64, max_position_embeddings=128),
-                                rotary_pct=0.25),
-        "neox-seq": T.GPTNeoXConfig(**dict(BASE, intermediate_size=64,
-                                           max_position_embeddings=128),
-                                    rotary_pct=0.5, use_parallel_residual=False),
+        "neox": T.GPTNeoXConfig(
+            **dict(BASE, intermediate_size=64, max_position_embeddings=128), rotary_pct=0.25
+        ),
+        "neox-seq": T.GPTNeoXConfig(
+            **dict(BASE, intermediate_size=64, max_position_embeddings=128),
+            rotary_pct=0.5,
+            use_parallel_residual=False,
+        ),
         "bert": T.BertConfig(**BASE, intermediate_size=64, max_position_embeddings=128),
         "bert-mlm": T.BertConfig(**BASE, intermediate_size=64, max_position_embeddings=128),
     }
@@ -93,7 +118,8 @@ def write_tokenizer(folder: Path, vocab_size: int, wordpiece: bool = False) -> N
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            vocab_size=vocab_size,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             special_tokens=["<|endoftext|>"],
         )
         tok.train_from_iterator(text, trainer)

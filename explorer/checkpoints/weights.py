@@ -26,11 +26,15 @@ def check_safetensors_header(path: Path) -> None:
             raise CheckpointError(f"{path.name} is truncated (no safetensors header)")
         (n,) = struct.unpack("<Q", raw)
         if n > min(MAX_HEADER, size - 8):
-            raise CheckpointError(f"{path.name}: safetensors header claims {n} bytes, file has {size}")
+            raise CheckpointError(
+                f"{path.name}: safetensors header claims {n} bytes, file has {size}"
+            )
         try:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path.name}: the safetensors header is not valid JSON ({e})") from None
+            raise CheckpointError(
+                f"{path.name}: the safetensors header is not valid JSON ({e})"
+            ) from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path.name}: the safetensors header is not a JSON object")
     data = size - 8 - n

@@ -48,7 +48,9 @@ class Ablation:
                 else:
                     heads.append((int(a), int(b)))
             except ValueError:
-                raise ValueError(f"cannot read ablation {item!r}: use LAYER.HEAD, e.g. 3.1") from None
+                raise ValueError(
+                    f"cannot read ablation {item!r}: use LAYER.HEAD, e.g. 3.1"
+                ) from None
         return cls.of(heads, mode, attn, mlp)
 
     def __bool__(self) -> bool:

@@ -62,7 +62,9 @@ class ModelSpec:
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise SpecError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.context_length, int) or self.context_length <= 0:
-            raise SpecError(f"context_length must be a positive integer, got {self.context_length!r}")
+            raise SpecError(
+                f"context_length must be a positive integer, got {self.context_length!r}"
+            )
         if self.n_kv_heads == 0:
             object.__setattr__(self, "n_kv_heads", self.n_heads)
         if self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads:
@@ -74,7 +76,9 @@ class ModelSpec:
         if self.positions == "rotary" and (
             self.rotary_dim % 2 or not 0 < self.rotary_dim <= self.d_head
         ):
-            raise SpecError(f"rotary_dim {self.rotary_dim} must be even and <= d_head {self.d_head}")
+            raise SpecError(
+                f"rotary_dim {self.rotary_dim} must be even and <= d_head {self.d_head}"
+            )
         for name, allowed in (
             ("norm", NORMS),
             ("positions", POSITIONS),

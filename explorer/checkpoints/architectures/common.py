@@ -98,7 +98,12 @@ def rope_settings(cfg: Config, partial_default: float = 1.0) -> dict:
         raise CheckpointError(f"config.json: incomplete rope settings ({e})") from None
     if not (theta > 0 and 0 < partial <= 1) or any(not x > 0 for x in p):
         raise CheckpointError("config.json: rope settings out of range")
-    return {"rope_theta": theta, "rope_scaling": scaling, "rope_scaling_params": p, "partial": partial}
+    return {
+        "rope_theta": theta,
+        "rope_scaling": scaling,
+        "rope_scaling_params": p,
+        "partial": partial,
+    }
 
 
 class Mapper:

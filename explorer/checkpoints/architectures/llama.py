@@ -30,10 +30,19 @@ DEFAULTS = {
         "max_position_embeddings": 131072,
         "sliding_window": 4096,
     },
-    "qwen2": {**_BASE, "vocab_size": 151936, "intermediate_size": 22016,
-              "max_position_embeddings": 32768},
-    "qwen3": {**_BASE, "vocab_size": 151936, "intermediate_size": 22016,
-              "max_position_embeddings": 32768, "head_dim": 128},
+    "qwen2": {
+        **_BASE,
+        "vocab_size": 151936,
+        "intermediate_size": 22016,
+        "max_position_embeddings": 32768,
+    },
+    "qwen3": {
+        **_BASE,
+        "vocab_size": 151936,
+        "intermediate_size": 22016,
+        "max_position_embeddings": 32768,
+        "head_dim": 128,
+    },
 }
 PREFIXES = ("model.", "")
 

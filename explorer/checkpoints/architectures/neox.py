@@ -81,4 +81,6 @@ def load(m: Mapper, s: ModelSpec) -> None:
     m.put("ln_f.weight", "final_layer_norm.weight")
     m.put("ln_f.bias", "final_layer_norm.bias")
     if not s.tied_embeddings:
-        m.out["unembed.weight"] = Mapper(m.src, m.expected).raw("embed_out.weight", (s.vocab_size, d))
+        m.out["unembed.weight"] = Mapper(m.src, m.expected).raw(
+            "embed_out.weight", (s.vocab_size, d)
+        )
