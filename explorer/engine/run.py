@@ -147,6 +147,31 @@ class Run:
         return self._loss
 
     @torch.inference_mode()
+    def position_stats(self, k: int = 10):
+        """Loss (T,), top-k ids (T, k) and probs (T, k) at every position, in one chunked pass.
+
+        For a causal model the loss is of the next token; otherwise (BERT) it is nan.
+        """
+        T = self.n_tokens
+        k = min(k, self.spec.vocab_size)
+        loss = torch.full((T,), float("nan"))
+        ids = torch.zeros((T, k), dtype=torch.long)
+        probs = torch.zeros((T, k))
+        for a in range(0, T, LOSS_CHUNK):
+            b = min(a + LOSS_CHUNK, T)
+            logp = F.log_softmax(self.logits(range(a, b)), dim=-1)
+            p, i = logp.topk(k, dim=-1)
+            ids[a:b], probs[a:b] = i.cpu(), p.exp().cpu()
+            if self.spec.causal:
+                n = min(b, T - 1) - a
+                if n > 0:
+                    nxt = self.tokens[a + 1 : a + 1 + n, None]
+                    loss[a : a + n] = -logp[:n].gather(1, nxt).squeeze(1).cpu()
+        if self.spec.causal:
+            self._loss = loss
+        return loss, ids, probs
+
+    @torch.inference_mode()
     def top_k(self, position: int, k: int = 10) -> TopK:
         logits = self.logits([position])[0]
         probs = torch.softmax(logits, dim=-1)
