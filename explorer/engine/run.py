@@ -135,11 +135,13 @@ class Run:
 
     @torch.inference_mode()
     def loss(self) -> torch.Tensor:
-        """Per-position loss of the actual next token, (T,); the last position is nan."""
+        """Per-position loss of the actual next token, (T,); the last position is nan.
+        All nan for a model that does not predict the next token (BERT)."""
         if self._loss is None:
             T = self.n_tokens
             out = torch.full((T,), float("nan"))
-            for a in range(0, T - 1, LOSS_CHUNK):
+            last = T - 1 if self.spec.causal and self.spec.has_lm_head else 0
+            for a in range(0, last, LOSS_CHUNK):
                 b = min(a + LOSS_CHUNK, T - 1)
                 logp = F.log_softmax(self.logits(range(a, b)), dim=-1)
                 out[a:b] = -logp.gather(1, self.tokens[a + 1 : b + 1, None]).squeeze(1).cpu()
