@@ -206,16 +206,16 @@ class Block(nn.Module):
     def forward(self, x, rope, layer_ablation=((), False, False), **attn_kw):
         heads, attn_off, mlp_off = layer_ablation
         s = self.spec
+        record = attn_kw.get("record")
+        if attn_off and record is not None:
+            # q, k are still recorded so the head's pattern can be shown
+            record["q"], record["k"] = self.attn.qk(self.attn_input(x), rope)
         if s.post_ln:  # BERT
             a = 0 if attn_off else self.attn(x, rope, heads, **attn_kw)
             x = self.ln1(x + a)
             m = 0 if mlp_off else self.mlp(x)
             return self.ln2(x + m)
         if attn_off:
-            # q, k are still recorded so the head's pattern can be shown
-            record = attn_kw.get("record")
-            if record is not None:
-                record["q"], record["k"] = self.attn.qk(self.ln1(x), rope)
             a = torch.zeros_like(x)
         else:
             a = self.attn(self.ln1(x), rope, heads, **attn_kw)
