@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+NOISE = 0.1  # std of the noise added to every weight
 BASE = dict(vocab_size=320, hidden_size=32, num_hidden_layers=3, num_attention_heads=4)
 
 
@@ -52,6 +53,15 @@ def configs():
                 "original_max_position_embeddings": 64,
             },
         ),
+        "llama-gqa4": T.LlamaConfig(
+            **dict(llama, num_attention_heads=8), num_key_value_heads=2, head_dim=8
+        ),
+        "llama-linear": T.LlamaConfig(
+            **llama,
+            num_key_value_heads=4,
+            rope_scaling={"rope_type": "linear", "factor": 2.0},
+            tie_word_embeddings=True,
+        ),
         "mistral": T.MistralConfig(**llama, num_key_value_heads=2, sliding_window=16),
         "qwen2": T.Qwen2Config(**llama, num_key_value_heads=2, tie_word_embeddings=True),
         "qwen3": T.Qwen3Config(**llama, num_key_value_heads=2, head_dim=16),
@@ -63,13 +73,23 @@ def configs():
             rotary_pct=0.5,
             use_parallel_residual=False,
         ),
+        "neox-nobias": T.GPTNeoXConfig(
+            **dict(BASE, intermediate_size=64, max_position_embeddings=128),
+            rotary_pct=1.0,
+            attention_bias=False,
+            tie_word_embeddings=True,
+        ),
         "bert": T.BertConfig(**BASE, intermediate_size=64, max_position_embeddings=128),
         "bert-mlm": T.BertConfig(**BASE, intermediate_size=64, max_position_embeddings=128),
     }
 
 
-def build(name: str, folder: Path, seed: int = 0, safe_serialization: bool = True):
-    """Save a tiny random model named in configs() to folder; returns the transformers model."""
+def build(name: str, folder: Path, seed: int = 0, fmt: str = "safetensors"):
+    """Save a tiny random model named in configs() to folder; returns the transformers model.
+
+    fmt: "safetensors" (one file), "sharded" (several files + model.safetensors.index.json) or
+    "bin" (pytorch_model.bin, a plain torch.save of the state dict).
+    """
     import transformers as T
 
     cfg = configs()[name]
@@ -81,13 +101,20 @@ def build(name: str, folder: Path, seed: int = 0, safe_serialization: bool = Tru
         model = T.BertForMaskedLM(cfg)
     else:
         model = T.AutoModelForCausalLM.from_config(cfg)
-    # random init leaves norms at 1/0; perturb everything so every weight matters
+    # random init leaves norms at 1/0 and attention near uniform; perturb every weight so each
+    # one matters and heads attend selectively (ablations then change outputs clearly)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+            p.add_(torch.randn_like(p) * NOISE)
     model.eval()
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=safe_serialization)
+    if fmt == "bin":
+        cfg.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    elif fmt == "sharded":
+        model.save_pretrained(folder, max_shard_size="20KB")
+    else:
+        model.save_pretrained(folder)
     write_tokenizer(folder, cfg.vocab_size, wordpiece=name.startswith("bert"))
     return model
 
