@@ -1,0 +1,483 @@
+"""EngineController: ONE worker thread owns the model; the GUI thread never computes.
+
+The GUI submits immutable requests. Per kind, only the latest pending request is kept; a new
+request cancels a running one of the same kind (a new prompt or ablation cancels everything
+that depends on the old run) through a flag the engine checks between layers. Results carry
+the request id and the id of the run they were computed from, and arrive as plain numpy
+arrays through a queued signal; the GUI drops any result that is no longer the latest.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from PySide6.QtCore import QObject, Signal
+
+from ..engine import Ablation, Cancelled, LoadedModel, PromptError
+
+# lower number = served first; a run invalidates the kinds after it
+PRIORITY = {"load": 0, "run": 1, "pattern": 2, "grid": 3, "predict": 4, "generate": 5}
+THUMB = 48  # grid thumbnails are at most THUMB x THUMB
+
+
+# --- requests (immutable) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    path: str
+    dtype: str = "float32"
+    device: str = "cpu"
+    kind: str = "load"
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    text: str
+    ablation: Ablation = Ablation()
+    kind: str = "run"
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class PatternRequest:
+    run_id: int
+    layer: int
+    head: int  # -1: the average over the layer's heads
+    ablated: bool = True
+    kind: str = "pattern"
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class GridRequest:
+    run_id: int
+    query: int = -1  # >= 0: thumbnails show only this query row's attention
+    ablated: bool = True
+    kind: str = "grid"
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    run_id: int
+    position: int
+    target: str = ""
+    foil: str = ""
+    k: int = 10
+    kind: str = "predict"
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    run_id: int
+    n_new: int = 20
+    greedy: bool = True
+    seed: int = 0
+    temperature: float = 1.0
+    kind: str = "generate"
+    id: int = 0
+
+
+# --- results (plain data) ------------------------------------------------------------------
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    path: str
+    describe: dict
+    has_lm_head: bool
+    causal: bool
+    n_layers: int
+    n_heads: int
+    context_length: int
+    load_seconds: float = 0.0
+    id: int = 0
+    kind: str = "load"
+
+
+@dataclass
+class RunResult:
+    id: int
+    run_id: int
+    ids: list[int]
+    texts: list[str]
+    ablation: Ablation
+    loss_clean: np.ndarray  # (T,), nan where undefined
+    loss_ablated: np.ndarray
+    top_ids: np.ndarray  # (T, k) ablated run
+    top_probs: np.ndarray
+    top1_texts: list = field(default_factory=list)  # the top prediction's text per position
+    truncated: int = 0  # tokens dropped from the start to fit the context window
+    recomputed_from: int = 0  # first layer the ablated run computed itself
+    seconds: float = 0.0
+    kind: str = "run"
+
+
+@dataclass
+class PatternResult:
+    id: int
+    run_id: int
+    layer: int
+    head: int
+    ablated: bool
+    pattern: np.ndarray  # (T, T) float32
+    kind: str = "pattern"
+
+
+@dataclass
+class GridResult:
+    id: int
+    run_id: int
+    query: int
+    thumbs: np.ndarray  # (L, H, t, t) float32
+    kind: str = "grid"
+
+
+@dataclass
+class PredictResult:
+    id: int
+    run_id: int
+    position: int
+    clean: list  # [(id, text, prob)]
+    ablated: list
+    prob_clean_of_ablated_top: list  # p_clean of each ablated top token
+    prob_ablated_of_clean_top: list
+    kl: float
+    target: str = ""
+    foil: str = ""
+    diff_clean: float | None = None
+    diff_ablated: float | None = None
+    note: str = ""
+    kind: str = "predict"
+
+
+@dataclass
+class GenerateResult:
+    id: int
+    run_id: int
+    clean: str
+    ablated: str
+    clean_ids: list = field(default_factory=list)
+    ablated_ids: list = field(default_factory=list)
+    kind: str = "generate"
+
+
+@dataclass
+class Failure:
+    id: int
+    kind: str
+    message: str
+    details: str = ""
+
+
+def downsample(p: torch.Tensor, size: int = THUMB) -> torch.Tensor:
+    """Average-pool a (..., T, T) pattern to at most size x size."""
+    T = p.shape[-1]
+    if T <= size:
+        return p
+    return torch.nn.functional.adaptive_avg_pool2d(p.reshape(-1, 1, T, T), size).reshape(
+        *p.shape[:-2], size, size
+    )
+
+
+class Worker:
+    """The computations, on the worker thread. No Qt in here except through `emit`."""
+
+    def __init__(self, emit):
+        self.emit = emit
+        self.lm: LoadedModel | None = None
+        self.clean = None
+        self.ablated = None
+        self.run_id = 0
+        self.cancel = threading.Event()
+
+    def handle(self, req):
+        return getattr(self, "do_" + req.kind)(req)
+
+    def do_load(self, req: LoadRequest):
+        from ..checkpoints import load
+
+        t0 = time.perf_counter()
+        lm = load(req.path, dtype=req.dtype, device=req.device, progress=self._progress(req))
+        if self.cancel.is_set():
+            raise Cancelled()
+        self.lm, self.clean, self.ablated, self.run_id = lm, None, None, 0
+        s = lm.spec
+        return ModelInfo(
+            id=req.id,
+            name=lm.name,
+            path=lm.path,
+            describe=lm.describe(),
+            has_lm_head=s.has_lm_head,
+            causal=s.causal,
+            n_layers=s.n_layers,
+            n_heads=s.n_heads,
+            context_length=s.context_length,
+            load_seconds=time.perf_counter() - t0,
+        )
+
+    def _progress(self, req):
+        def say(message):
+            if self.cancel.is_set():
+                raise Cancelled()
+            self.emit(("progress", req.id, message))
+
+        return say
+
+    def _need_model(self):
+        if self.lm is None:
+            raise PromptError("no model is loaded")
+        return self.lm
+
+    def do_run(self, req: RunRequest):
+        lm = self._need_model()
+        t0 = time.perf_counter()
+        ids = lm.encode(req.text, truncate=True)  # PromptError for an empty prompt
+        n_all = len(lm.tokenizer.encode(req.text).ids)
+        clean = self.clean
+        if clean is None or clean.tokens.tolist() != ids:
+            clean = lm.run(ids, cancel=self.cancel.is_set)
+            self.ablated = None
+        if req.ablation:
+            base = self.ablated if self.ablated is not None else clean
+            # start from whichever cached run shares more layers with the new ablation
+            d_prev = base.ablation.first_difference(req.ablation)
+            d_clean = clean.ablation.first_difference(req.ablation)
+            if d_clean is not None and (d_prev is None or d_clean > d_prev):
+                base = clean
+            ablated = base.rerun(req.ablation, cancel=self.cancel.is_set)
+        else:
+            ablated = clean
+        if lm.spec.has_lm_head:
+            loss_ablated, top_ids, top_probs = ablated.position_stats(10)
+            loss_clean = loss_ablated if ablated is clean else clean.loss()
+        else:
+            loss_clean = loss_ablated = torch.full((len(ids),), float("nan"))
+            top_ids, top_probs = (
+                torch.zeros((len(ids), 0), dtype=torch.long),
+                torch.zeros((len(ids), 0)),
+            )
+        self.clean, self.ablated = clean, ablated
+        self.run_id = req.id
+        texts = lm.tokenizer.displays(ids)
+        return RunResult(
+            id=req.id,
+            run_id=req.id,
+            ids=list(ids),
+            texts=texts,
+            ablation=req.ablation,
+            loss_clean=loss_clean.numpy().copy(),
+            loss_ablated=loss_ablated.numpy().copy(),
+            top_ids=top_ids.numpy(),
+            top_probs=top_probs.numpy(),
+            top1_texts=[lm.tokenizer.display(int(i)) for i in top_ids[:, 0]]
+            if top_ids.shape[1]
+            else [],
+            truncated=max(0, n_all - len(ids)),
+            recomputed_from=ablated.recomputed_from if req.ablation else 0,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _run_for(self, req, ablated=True):
+        if self.clean is None or req.run_id != self.run_id:
+            raise Cancelled()  # stale: a newer run replaced the one this was asked for
+        return self.ablated if ablated else self.clean
+
+    def do_pattern(self, req: PatternRequest):
+        run = self._run_for(req, req.ablated)
+        if req.head < 0:
+            p = run.layer_patterns(req.layer).mean(0)
+        else:
+            p = run.pattern(req.layer, req.head)
+        return PatternResult(
+            req.id, req.run_id, req.layer, req.head, req.ablated, p.cpu().numpy().astype(np.float32)
+        )
+
+    def do_grid(self, req: GridRequest):
+        run = self._run_for(req, req.ablated)
+        s = run.spec
+        T = run.n_tokens
+        size = min(T, THUMB)
+        thumbs = np.zeros((s.n_layers, s.n_heads, size, size), dtype=np.float32)
+        for l in range(s.n_layers):
+            if self.cancel.is_set():
+                raise Cancelled()
+            thumbs[l] = downsample(run.layer_patterns(l)).cpu().numpy()
+        return GridResult(req.id, req.run_id, req.query, thumbs)
+
+    def do_predict(self, req: PredictRequest):
+        lm = self._need_model()
+        clean, ablated = self._run_for(req, False), self._run_for(req, True)
+        if not lm.spec.has_lm_head:
+            return PredictResult(
+                req.id, req.run_id, req.position, [], [], [], [], float("nan"),
+                note="this model has no language-model head: no predictions",
+            )  # fmt: skip
+        pos = max(0, min(req.position, clean.n_tokens - 1))
+        pc, pa = clean.probs(pos).cpu(), ablated.probs(pos).cpu()
+        show = lm.tokenizer.display
+        k = req.k
+        tc, ta = pc.topk(k), pa.topk(k)
+        kl = float(
+            torch.sum(pc * (torch.log(pc.clamp_min(1e-30)) - torch.log(pa.clamp_min(1e-30))))
+        )
+        out = PredictResult(
+            id=req.id,
+            run_id=req.run_id,
+            position=pos,
+            clean=[(int(i), show(int(i)), float(p)) for p, i in zip(tc.values, tc.indices)],
+            ablated=[(int(i), show(int(i)), float(p)) for p, i in zip(ta.values, ta.indices)],
+            prob_clean_of_ablated_top=[float(pc[i]) for i in ta.indices],
+            prob_ablated_of_clean_top=[float(pa[i]) for i in tc.indices],
+            kl=max(kl, 0.0),
+            target=req.target,
+            foil=req.foil,
+        )
+        if req.target and req.foil:
+            t, f = lm.tokenizer.token_id(req.target), lm.tokenizer.token_id(req.foil)
+            if t is None or f is None:
+                bad = req.target if t is None else req.foil
+                out.note = f"{bad!r} is not a single token of this model"
+            else:
+                lc, la = clean.logits([pos])[0], ablated.logits([pos])[0]
+                out.diff_clean = float(lc[t] - lc[f])
+                out.diff_ablated = float(la[t] - la[f])
+        return out
+
+    def do_generate(self, req: GenerateRequest):
+        lm = self._need_model()
+        clean = self._run_for(req, False)
+        if not (lm.spec.causal and lm.spec.has_lm_head):
+            return GenerateResult(req.id, req.run_id, "(this model does not generate text)", "")
+        ids = clean.tokens.tolist()
+        kw = dict(greedy=req.greedy, seed=req.seed, temperature=req.temperature,
+                  cancel=self.cancel.is_set)  # fmt: skip
+        a = self.ablated.ablation
+        out_c = lm.generate(ids, req.n_new, None, **kw)
+        out_a = lm.generate(ids, req.n_new, a, **kw) if a else out_c
+        return GenerateResult(
+            req.id, req.run_id, lm.tokenizer.decode(out_c), lm.tokenizer.decode(out_a), out_c, out_a
+        )
+
+
+class EngineController(QObject):
+    """The GUI's handle on the worker thread. Signals arrive queued on the GUI thread."""
+
+    result = Signal(object)  # any *Result or ModelInfo
+    failed = Signal(object)  # Failure
+    progress = Signal(int, str)  # request id, message
+    busy = Signal(bool)
+    _deliver = Signal(object)  # worker -> GUI thread hop
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._cv = threading.Condition()
+        self._pending: dict[str, object] = {}
+        self._running = None
+        self._next_id = 0
+        self.latest: dict[str, int] = {}
+        self.computed: list[str] = []  # kinds actually computed, in order (for tests)
+        self._stop = False
+        self._worker = Worker(self._deliver.emit)
+        self._deliver.connect(self._on_deliver)
+        self._thread = threading.Thread(target=self._loop, name="engine-worker", daemon=True)
+        self._thread.start()
+
+    # --- GUI side ---------------------------------------------------------------------------
+
+    def submit(self, request) -> int:
+        """Queue a request; returns its id. Replaces a pending one of the same kind."""
+        with self._cv:
+            self._next_id += 1
+            request = replace(request, id=self._next_id)
+            kind = request.kind
+            self.latest[kind] = request.id
+            self._pending[kind] = request
+            running = self._running
+            if running is not None:
+                rk = running.kind
+                if rk == kind or PRIORITY[kind] < PRIORITY[rk] and kind in ("load", "run"):
+                    self._worker.cancel.set()
+            if kind in ("load", "run"):  # everything pending after it is stale
+                for k in list(self._pending):
+                    if PRIORITY[k] > PRIORITY[kind]:
+                        del self._pending[k]
+            self._cv.notify()
+        return request.id
+
+    def cancel(self, kind: str):
+        """Stop a running request of this kind and forget a pending one."""
+        with self._cv:
+            self._pending.pop(kind, None)
+            if self._running is not None and self._running.kind == kind:
+                self._worker.cancel.set()
+            self.latest[kind] = -1  # a result already on its way is dropped
+
+    def is_latest(self, item) -> bool:
+        return self.latest.get(item.kind) == item.id
+
+    def is_idle(self) -> bool:
+        with self._cv:
+            return self._running is None and not self._pending
+
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Stop the worker (cancelling what runs); True when it ended within the timeout."""
+        with self._cv:
+            self._stop = True
+            self._pending.clear()
+            self._worker.cancel.set()
+            self._cv.notify()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _on_deliver(self, item):
+        if isinstance(item, tuple) and item[0] == "progress":
+            self.progress.emit(item[1], item[2])
+        elif item == "busy":
+            self.busy.emit(True)
+        elif item == "idle":
+            self.busy.emit(False)
+        elif isinstance(item, Failure):
+            if self.latest.get(item.kind) == item.id:
+                self.failed.emit(item)
+        elif self.is_latest(item):
+            self.result.emit(item)
+
+    # --- worker side ------------------------------------------------------------------------
+
+    def _loop(self):
+        torch.set_grad_enabled(False)
+        while True:
+            with self._cv:
+                while not self._pending and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                kind = min(self._pending, key=PRIORITY.__getitem__)
+                req = self._running = self._pending.pop(kind)
+                self._worker.cancel.clear()
+            self._deliver.emit("busy")
+            try:
+                out = self._worker.handle(req)
+                self.computed.append(req.kind)
+                self._deliver.emit(out)
+            except Cancelled:
+                pass
+            except Exception as e:  # shown to the user; the worker keeps serving
+                msg = str(e) or type(e).__name__
+                self._deliver.emit(Failure(req.id, req.kind, msg, traceback.format_exc()))
+            finally:
+                with self._cv:
+                    self._running = None
+                    idle = not self._pending
+                if idle:
+                    self._deliver.emit("idle")

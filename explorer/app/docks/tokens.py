@@ -1,0 +1,113 @@
+"""Tokens: the prompt as chips, coloured by attention, loss or loss change; click selects."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from ..compute import PatternResult
+from ..widgets.heatmap import DIVERGING, colormap
+from ..widgets.token_view import TokenView
+from .base import Dock
+
+MODES = ("Attention from selected token", "Loss (next token)", "Loss change under ablation")
+
+
+class TokensDock(Dock):
+    title = "Tokens"
+    name = "tokens"
+
+    def __init__(self, state, controller, parent=None):
+        super().__init__(state, controller, parent)
+        self.row: np.ndarray | None = None  # attention row of the selected query
+        self.pattern: PatternResult | None = None
+        w = QWidget()
+        self.mode = QComboBox()
+        self.mode.addItems(MODES)
+        self.legend = QLabel()
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Colour by"))
+        top.addWidget(self.mode)
+        top.addStretch(1)
+        top.addWidget(self.legend)
+        self.view = TokenView()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.view)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lay = QVBoxLayout(w)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addWidget(scroll, 1)
+        self.setWidget(w)
+        self.view.position_clicked.connect(lambda i: state.select(position=i))
+        self.mode.currentIndexChanged.connect(lambda _: self.refresh())
+        state.run_changed.connect(self._on_run)
+        state.selection_changed.connect(lambda *_: self.refresh())
+        state.colormap_changed.connect(lambda _: self.refresh())
+        controller.result.connect(self._on_result)
+
+    def _on_run(self, r):
+        self.view.set_tokens(r.texts)
+        self.refresh()
+        self.ready_run_id = r.run_id
+
+    def _on_result(self, r):
+        if isinstance(r, PatternResult) and self.current(r) and r.ablated:
+            self.pattern = r
+            self.refresh()
+
+    def refresh(self):
+        st, run = self.state, self.state.run
+        if run is None:
+            return
+        pos = st.selected_position
+        self.view.set_selected(pos)
+        mode = self.mode.currentIndex()
+        lut = colormap(st.colormap).getLookupTable(nPts=256)
+        p = self.pattern
+        if mode == 0:
+            if p is None or p.run_id != run.run_id or (p.layer, p.head) != (st.layer, st.head):
+                values, levels = None, (0, 1)
+            else:
+                values = p.pattern[pos]
+                levels = (0.0, max(float(values.max()), 1e-6))
+            head = "layer average" if st.head < 0 else f"head {st.layer}.{st.head}"
+            self.legend.setText(f"attention of token {pos} in {head}")
+        elif mode == 1:
+            values = run.loss_ablated
+            finite = values[np.isfinite(values)]
+            levels = (0.0, float(finite.max()) if finite.size else 1.0)
+            self.legend.setText(f"loss in nats, 0 … {levels[1]:.1f}")
+        else:
+            values = run.loss_ablated - run.loss_clean
+            finite = np.abs(values[np.isfinite(values)])
+            m = max(float(finite.max()) if finite.size else 0.0, 1e-3)
+            levels = (-m, m)
+            lut = colormap(DIVERGING).getLookupTable(nPts=256)
+            self.legend.setText(f"ablated − clean loss, ±{m:.2f} nats")
+        self.view.set_values(values, levels, lut, self.tooltips())
+
+    def tooltips(self) -> list[str]:
+        run = self.state.run
+        out = []
+        for i, (tid, text) in enumerate(zip(run.ids, run.texts)):
+            lines = [f"<b>#{i}</b> id {tid}: <code>{_esc(repr(text))}</code>"]
+            lc, la = run.loss_clean[i], run.loss_ablated[i]
+            if math.isfinite(lc):
+                extra = f" (ablated {la:.3f})" if run.ablation else ""
+                lines.append(f"loss of next token: {lc:.3f}{extra}")
+            if i < len(run.top1_texts):
+                lines.append(
+                    f"top prediction: <code>{_esc(repr(run.top1_texts[i]))}</code> "
+                    f"{run.top_probs[i, 0]:.1%}"
+                )
+            out.append("<br>".join(lines))
+        return out
+
+
+def _esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
