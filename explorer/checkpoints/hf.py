@@ -82,6 +82,10 @@ def load_tokenizer(folder: Path, raw: dict) -> Tokenizer:
             from tokenizers import ByteLevelBPETokenizer
 
             bpe = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+            # GPT-2's end-of-text token is special: never split, as transformers does
+            bpe.add_special_tokens(
+                [t for t in ("<|endoftext|>",) if bpe.token_to_id(t) is not None]
+            )
             return Tokenizer(bpe._tokenizer)
         if (folder / "vocab.txt").is_file():
             from tokenizers import BertWordPieceTokenizer

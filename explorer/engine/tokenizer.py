@@ -41,9 +41,9 @@ class Tokenizer:
         self._byte_level = "ByteLevel" in json.dumps(spec.get("decoder")) or "ByteLevel" in (
             json.dumps(spec.get("pre_tokenizer"))
         )
-        self._metaspace = "Metaspace" in json.dumps(spec.get("decoder")) or "\u2581" in json.dumps(
-            spec.get("decoder")
-        )
+        # ensure_ascii=False: Llama-style decoders name "\u2581" itself (Replace("\u2581", " "))
+        decoder = json.dumps(spec.get("decoder"), ensure_ascii=False)
+        self._metaspace = "Metaspace" in decoder or "\u2581" in decoder
         self._wordpiece = (spec.get("model") or {}).get("type") == "WordPiece"
         self.special_ids = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
 
