@@ -112,12 +112,14 @@ class Attention(nn.Module):
             k = apply_rotary(k, cos, sin, s.rotary_dim)
         return q, k
 
-    def forward(self, x, rope, heads=(), record=None, cache=None, head_means=None):
+    def forward(self, x, rope, heads=(), record=None, cache=None, head_means=None, z_patch=None):
         """x (B, T, d) -> (B, T, d). heads: ((head, mode), ...) to ablate.
 
         record: a dict that receives this layer's q, k and per-head output means.
         cache: [k, v] of earlier positions (generation); extended in place.
         head_means: fixed (H, dh) means for mean-ablation (generation after the prompt).
+        z_patch: {head: z (T, dh)} replacing those heads' outputs, after any ablation
+            (activation patching).
         """
         s = self.spec
         B, T, _ = x.shape
@@ -142,6 +144,10 @@ class Attention(nn.Module):
         )  # (B, H, T, dh)
         if heads:
             z = ablate_heads(z, heads, head_means)
+        if z_patch:
+            z = z.clone()
+            for h, zh in z_patch.items():
+                z[:, h] = zh.to(z.dtype)
         if record is not None and "mean_z" in record:
             record["mean_z"] = z.mean(dim=2)[0]
         z = z.transpose(1, 2).reshape(B, T, s.n_heads * s.d_head)
@@ -301,8 +307,12 @@ class Transformer(nn.Module):
         cancel=None,
         caches=None,
         head_means=None,
+        z_patch=None,
     ):
-        """Run layers start.. on residual x (B, T, d). on_layer(l, x_in, record) sees each one."""
+        """Run layers start.. on residual x (B, T, d). on_layer(l, x_in, record) sees each one.
+
+        z_patch: {layer: {head: z (T, dh)}}, head outputs to put in place of the computed ones.
+        """
         rope = self.rope(positions)
         ablation = ablation or Ablation()
         for l in range(start, self.spec.n_layers):
@@ -316,6 +326,8 @@ class Transformer(nn.Module):
                 kw["cache"] = caches[l]
             if head_means is not None:
                 kw["head_means"] = head_means[l]
+            if z_patch and l in z_patch:
+                kw["z_patch"] = z_patch[l]
             x = self.blocks[l](x, rope, ablation.layer(l), **kw)
         return x
 
