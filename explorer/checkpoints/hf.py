@@ -54,6 +54,11 @@ def build_spec(raw: dict, weights) -> ModelSpec:
         return family.spec(cfg, weights)
     except SpecError as e:
         raise CheckpointError(f"config.json describes an impossible model: {e}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as e:
+        # a value of the wrong type somewhere the family module did not check it
+        raise CheckpointError(
+            f"config.json cannot describe a {kind} model: {type(e).__name__}: {e}"[:500]
+        ) from None
 
 
 def build_model(spec: ModelSpec, weights: WeightSource, dtype, device) -> Transformer:

@@ -60,7 +60,7 @@ def spec(cfg: Config, weights) -> ModelSpec:
         types = cfg.get("layer_types") or []
         if any(t != "full_attention" for t in types):
             raise CheckpointError("per-layer sliding-window attention is not supported yet")
-    if not isinstance(window, int) or window < 0:
+    if not isinstance(window, int) or isinstance(window, bool) or window < 0:
         raise CheckpointError(f"config.json: sliding_window must be an integer, got {window!r}")
     bias = cfg.bool("attention_bias")
     return ModelSpec(
