@@ -19,6 +19,7 @@ import torch
 from PySide6.QtCore import QObject, Signal
 
 from ..engine import Ablation, Cancelled, LoadedModel, PromptError
+from ..engine.generate import generate_from_run
 
 # lower number = served first; a run invalidates the kinds after it
 PRIORITY = {"load": 0, "run": 1, "pattern": 2, "grid": 3, "predict": 4, "generate": 5}
@@ -198,6 +199,7 @@ class Worker:
         self.clean = None
         self.ablated = None
         self.run_id = 0
+        self._clean_generation = None  # (key, ids) of the last clean continuation
         self.cancel = threading.Event()
 
     def handle(self, req):
@@ -211,6 +213,7 @@ class Worker:
         if self.cancel.is_set():
             raise Cancelled()
         self.lm, self.clean, self.ablated, self.run_id = lm, None, None, 0
+        self._clean_generation = None
         s = lm.spec
         return ModelInfo(
             id=req.id,
@@ -358,12 +361,15 @@ class Worker:
         clean = self._run_for(req, False)
         if not (lm.spec.causal and lm.spec.has_lm_head):
             return GenerateResult(req.id, req.run_id, "(this model does not generate text)", "")
-        ids = clean.tokens.tolist()
         kw = dict(greedy=req.greedy, seed=req.seed, temperature=req.temperature,
                   cancel=self.cancel.is_set)  # fmt: skip
-        a = self.ablated.ablation
-        out_c = lm.generate(ids, req.n_new, None, **kw)
-        out_a = lm.generate(ids, req.n_new, a, **kw) if a else out_c
+        # the clean continuation does not change when only the ablation does
+        key = (tuple(clean.tokens.tolist()), req.n_new, req.greedy, req.seed, req.temperature)
+        if self._clean_generation is None or self._clean_generation[0] != key:
+            self._clean_generation = (key, generate_from_run(clean, req.n_new, **kw))
+        out_c = self._clean_generation[1]
+        ablated = self.ablated
+        out_a = generate_from_run(ablated, req.n_new, **kw) if ablated.ablation else out_c
         return GenerateResult(
             req.id, req.run_id, lm.tokenizer.decode(out_c), lm.tokenizer.decode(out_a), out_c, out_a
         )

@@ -52,6 +52,7 @@ class TokensDock(Dock):
 
     def _on_run(self, r):
         self.view.set_tokens(r.texts)
+        self.view.tooltips = self.tooltips()
         self.refresh()
         self.ready_run_id = r.run_id
 
@@ -89,7 +90,7 @@ class TokensDock(Dock):
             levels = (-m, m)
             lut = colormap(DIVERGING).getLookupTable(nPts=256)
             self.legend.setText(f"ablated − clean loss, ±{m:.2f} nats")
-        self.view.set_values(values, levels, lut, self.tooltips())
+        self.view.set_values(values, levels, lut)
 
     def tooltips(self) -> list[str]:
         run = self.state.run
