@@ -66,6 +66,12 @@ def inspect(argv) -> int:
     bad = [
         f"{l}.{h}" for l, h, _ in ablation.heads if not (0 <= l < s.n_layers and 0 <= h < s.n_heads)
     ]
+    bad += [
+        f"L{l}.{part}"
+        for part, layers in (("attn", ablation.attn_layers), ("mlp", ablation.mlp_layers))
+        for l in sorted(layers)
+        if not 0 <= l < s.n_layers
+    ]
     if bad:
         raise UsageError(f"no such head(s) {', '.join(bad)} in a {s.n_layers}x{s.n_heads} model")
     run = lm.run(ids, ablation)
