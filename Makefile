@@ -28,6 +28,8 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_gui.py
+	test ! -f benchmarks/bench_analysis.py || $(BIN)/python benchmarks/bench_analysis.py
 
 demo-model: $(STAMP)
 	$(BIN)/python -m explorer.demo.train --out resources/demo-model
