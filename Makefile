@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	env -u QT_QPA_PLATFORM $(BIN)/attention-explorer demo
+	env -u QT_QPA_PLATFORM $(BIN)/attention-explorer
 
 lint: $(STAMP)
 	$(BIN)/ruff check explorer tests benchmarks
