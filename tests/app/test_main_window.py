@@ -270,3 +270,46 @@ def test_closing_during_a_computation_is_quick(qtbot, gpt2):
     w.close()
     assert time.monotonic() - t0 < 2.0
     assert not w.controller._thread.is_alive()
+
+
+def test_cancelling_a_load_keeps_the_open_model(qtbot, window, gpt2, tiny, monkeypatch):
+    import threading
+
+    from explorer.app import compute
+
+    open_model(qtbot, window, gpt2.folder, PROMPT)
+    started, release = threading.Event(), threading.Event()
+    real = compute.Worker.do_load
+
+    def slow_load(self, req):
+        started.set()
+        release.wait(5)
+        return real(self, req)
+
+    monkeypatch.setattr(compute.Worker, "do_load", slow_load)
+    window.load_model(str(tiny("llama").folder))
+    assert started.wait(5)
+    assert window.cancel_button.isVisibleTo(window)
+    window.cancel_button.click()
+    release.set()
+    qtbot.waitUntil(window.controller.is_idle, timeout=10000)
+    qtbot.wait(50)
+    assert window.state.model.path == str(gpt2.folder)
+    window.state.select(layer=1, head=1)
+    att = window.docks["attention"]
+    qtbot.waitUntil(lambda: att.shown and att.shown[1:3] == (1, 1), timeout=10000)
+
+
+def test_models_on_this_computer_menu(qtbot, window, gpt2, tmp_path, monkeypatch):
+    import shutil
+
+    snap = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "r1"
+    shutil.copytree(gpt2.folder, snap)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    window._fill_cache()
+    actions = window.cache_menu.actions()
+    assert len(actions) == 1 and actions[0].text().startswith("acme/tiny")
+    actions[0].trigger()
+    qtbot.waitUntil(
+        lambda: window.state.model and window.state.model.path == str(snap), timeout=20000
+    )
