@@ -20,6 +20,7 @@ def parse(argv):
         "--screenshot", metavar="FILE.png", help="wait for every panel, save the window, exit"
     )
     p.add_argument("--timeout", type=float, default=120, help="seconds --screenshot may wait")
+    p.add_argument("--self-test", action="store_true", help="check the install headless, exit")
     return p.parse_args(argv)
 
 
@@ -30,7 +31,20 @@ def make_app(argv=None):
     app.setOrganizationName(ORG)
     app.setApplicationName(ORG)
     app.setApplicationDisplayName(APP_NAME)
+    app.setDesktopFileName("attention-explorer")  # the .desktop file: taskbar icon on Linux
+    app.setWindowIcon(app_icon())
     return app
+
+
+def app_icon():
+    from PySide6.QtGui import QIcon
+
+    from ..checkpoints.demo import resources_dir
+
+    icon = QIcon()
+    for png in sorted((resources_dir() / "icons").glob("attention-explorer-*.png")):
+        icon.addFile(str(png))
+    return icon
 
 
 def install_excepthook(window):
@@ -52,6 +66,10 @@ def install_excepthook(window):
 
 def main(argv=None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.self_test:
+        from .selftest import main as self_test
+
+        return self_test(args)
     app = make_app()
     from ..checkpoints.demo import demo_available, resolve_model
     from .main_window import MainWindow, settings
