@@ -1,32 +1,46 @@
-"""The local Hugging Face cache is listed from disk alone."""
+"""Models already in the local Hugging Face cache are listed without any network access."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 
 from explorer.checkpoints.hub_cache import cache_dir, list_cached_models
 
 
-def test_lists_snapshots_of_the_cache(tiny, tmp_path, monkeypatch):
+def snapshot(root, repo, rev, src=None, config=None):
+    snap = root / f"models--{repo.replace('/', '--')}" / "snapshots" / rev
+    if src is not None:
+        shutil.copytree(src, snap)
+    else:
+        snap.mkdir(parents=True)
+    if config is not None:
+        (snap / "config.json").write_text(json.dumps(config))
+    return snap
+
+
+def test_lists_cached_models(tiny, tmp_path):
     root = tmp_path / "hub"
-    snap = root / "models--acme--tiny-gpt2" / "snapshots" / "abc123"
-    shutil.copytree(tiny("gpt2").folder, snap)
-    other = root / "models--acme--mystery" / "snapshots" / "def456"
-    other.mkdir(parents=True)
-    (other / "config.json").write_text('{"model_type": "mamba"}')
+    snapshot(root, "someone/tiny-gpt2", "aaa", tiny("gpt2").folder)
+    newer = snapshot(root, "someone/tiny-llama", "old", tiny("llama").folder)
+    os.utime(newer, (1, 1))
+    newest = snapshot(root, "someone/tiny-llama", "new", tiny("llama").folder)
+    snapshot(root, "google/t5-small", "ccc", config={"model_type": "t5"})
+    snapshot(root, "broken/empty", "ddd")  # no config.json: not a model
     (root / "datasets--x--y").mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(root))
-    assert cache_dir() == root
-    found = {m.repo_id: m for m in list_cached_models()}
-    assert set(found) == {"acme/tiny-gpt2", "acme/mystery"}
-    assert found["acme/tiny-gpt2"].supported and found["acme/tiny-gpt2"].model_type == "gpt2"
-    assert found["acme/tiny-gpt2"].path == snap
-    assert found["acme/tiny-gpt2"].size_bytes > 0
-    assert not found["acme/mystery"].supported
+    found = {m.repo_id: m for m in list_cached_models(root)}
+    assert set(found) == {"someone/tiny-gpt2", "someone/tiny-llama", "google/t5-small"}
+    assert found["someone/tiny-gpt2"].supported and found["someone/tiny-gpt2"].model_type == "gpt2"
+    assert found["someone/tiny-llama"].path == newest
+    assert found["someone/tiny-llama"].size_bytes > 0
+    assert not found["google/t5-small"].supported
+    assert list_cached_models(tmp_path / "nowhere") == []
 
 
-def test_hf_home_and_missing_cache(tmp_path, monkeypatch):
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert cache_dir() == tmp_path / "hf" / "hub"
-    assert list_cached_models() == []
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    assert cache_dir() == tmp_path / "elsewhere"
