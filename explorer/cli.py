@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-COMMANDS = ("inspect", "demo-report", "analyze")
+COMMANDS = ("inspect", "demo-report", "analyze", "export")
 
 
 class UsageError(Exception):
@@ -150,4 +150,90 @@ def analyze(argv) -> int:
     return run_analyze(argv)
 
 
-COMMAND_FUNCS = {"inspect": inspect, "demo-report": demo_report, "analyze": analyze}
+EXPORT_SUFFIXES = (".png", ".svg", ".csv", ".npz", ".npy")
+
+
+def export(argv) -> int:
+    p = argparse.ArgumentParser(
+        prog="attention-explorer export",
+        description="Save one head's attention pattern (or a layer's average, --head -1) as the "
+        "app draws it (PNG, SVG) or as numbers with token labels (CSV, NPZ, NPY).",
+    )
+    p.add_argument("model", help="a Hugging Face model folder, or 'demo'")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--layer", type=int, required=True)
+    p.add_argument("--head", type=int, required=True, help="a head, or -1 for the layer average")
+    p.add_argument("--all-heads", action="store_true", help="CSV/NPZ/NPY: every head of the layer")
+    p.add_argument("--out", required=True, metavar="FILE.(png|svg|csv|npz|npy)")
+    p.add_argument("--ablate", default="", help="heads as LAYER.HEAD,LAYER.HEAD,...")
+    p.add_argument("--ablate-mode", choices=("zero", "mean"), default="zero")
+    p.add_argument("--scale", type=int, choices=(1, 2, 3), default=1, help="PNG resolution")
+    p.add_argument("--colormap", default="viridis")
+    p.add_argument("--theme", choices=("light", "dark"), default="light")
+    p.add_argument("--size", default="900x800", help="figure size in pixels at 1x, WxH")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    a = p.parse_args(argv)
+    from pathlib import Path
+
+    from .engine import Ablation, PromptError
+
+    out = Path(a.out)
+    suffix = out.suffix.lower()
+    if suffix not in EXPORT_SUFFIXES:
+        raise UsageError(f"--out must end in one of {', '.join(EXPORT_SUFFIXES)}: {a.out}")
+    if not out.parent.is_dir():
+        raise UsageError(f"no such folder: {out.parent}")
+    if a.all_heads and suffix in (".png", ".svg"):
+        raise UsageError("--all-heads writes data: use .csv, .npz or .npy")
+    try:
+        size = tuple(int(x) for x in a.size.lower().split("x"))
+        if len(size) != 2 or min(size) < 100 or max(size) > 8000:
+            raise ValueError
+    except ValueError:
+        raise UsageError(
+            f"--size should be WIDTHxHEIGHT in pixels, e.g. 900x800: {a.size}"
+        ) from None
+    lm = _load(a.model, a.dtype)
+    s = lm.spec
+    if not 0 <= a.layer < s.n_layers:
+        raise UsageError(f"--layer {a.layer} is out of range: the model has {s.n_layers} layers")
+    if not -1 <= a.head < s.n_heads:
+        raise UsageError(f"--head {a.head} is out of range: layers have {s.n_heads} heads")
+    try:
+        ablation = Ablation.parse(a.ablate, a.ablate_mode)
+        ids = lm.encode(a.prompt)
+    except (ValueError, PromptError) as e:
+        raise UsageError(str(e)) from None
+    bad = [f"{l}.{h}" for l, h, _ in ablation.heads if not (l < s.n_layers and h < s.n_heads)]
+    if bad:
+        raise UsageError(f"no such head(s) {', '.join(bad)} in a {s.n_layers}x{s.n_heads} model")
+    run = lm.run(ids, ablation)
+    texts = lm.tokenizer.displays(ids)
+    patterns = run.layer_patterns(a.layer).float().cpu().numpy()
+    matrix = patterns if a.all_heads else (
+        patterns.mean(0) if a.head < 0 else patterns[a.head]
+    )  # fmt: skip
+    from .export_data import ExportError, write_pattern
+
+    if suffix in (".png", ".svg"):
+        from .app.export import render_pattern  # Qt only for figures
+
+        try:
+            render_pattern(out, matrix, texts, scale=a.scale, colormap=a.colormap,
+                           theme=a.theme, size=size)  # fmt: skip
+        except ExportError as e:
+            raise UsageError(str(e)) from None
+    else:
+        meta = {"layer": a.layer, "head": -2 if a.all_heads else a.head,
+                "model": lm.name, "prompt": a.prompt, "ablation": ablation.describe()}  # fmt: skip
+        try:
+            write_pattern(out, matrix, texts, ids, meta)
+        except ExportError as e:
+            raise UsageError(str(e)) from None
+    print(out)
+    return 0
+
+
+COMMAND_FUNCS = {
+    "inspect": inspect, "demo-report": demo_report, "analyze": analyze, "export": export,
+}  # fmt: skip

@@ -11,7 +11,7 @@ scenes (named snapshots a presenter steps through).
      "state": {"prompt": "…", "ablation": {"mode": "zero", "heads": [[1, 2, "zero"]],
                "attn_layers": [], "mlp_layers": []},
                "position": -1, "layer": 1, "head": 2, "target": " Mary", "foil": " John"},
-     "view": {"colormap": "viridis", "diverging": "CET-D1A", "theme": "light",
+     "view": {"colormap": "viridis", "diverging": "CET-D1A", "theme": "dark",
               "zoom": 1.0, "presentation_zoom": 1.5},
      "docks": {"attention": {"clean": false}, "generation": {"n": 20, …}, …},
      "layout": {"version": 5, "state": "<base64 of saveState>", "geometry": "<base64>"},
@@ -43,7 +43,7 @@ VERSION = 1
 EXTENSION = ".aexp.json"
 FILE_FILTER = f"Attention Explorer session (*{EXTENSION})"
 MAX_BYTES = 32 * 1024 * 1024  # a session is small; refuse to read anything huge
-THEMES = ("light", "dark")
+THEMES = ("system", "light", "dark")
 ZOOM_RANGE = (0.5, 4.0)
 MAX_DEPTH = 16  # nesting of the free-form dock settings
 
@@ -117,7 +117,7 @@ class Layout:
 class View:
     colormap: str = "viridis"
     diverging: str = "CET-D1A"
-    theme: str = "light"
+    theme: str = "system"
     zoom: float = 1.0
     presentation_zoom: float = 1.5
 
@@ -183,7 +183,7 @@ class Session:
             view=View(
                 colormap=r.name(view.get("colormap", "viridis"), "view.colormap"),
                 diverging=r.name(view.get("diverging", "CET-D1A"), "view.diverging"),
-                theme=r.choice(view.get("theme", "light"), THEMES, "view.theme"),
+                theme=r.choice(view.get("theme", "system"), THEMES, "view.theme"),
                 zoom=r.float(view.get("zoom", 1.0), "view.zoom", *ZOOM_RANGE),
                 presentation_zoom=r.float(
                     view.get("presentation_zoom", 1.5), "view.presentation_zoom", *ZOOM_RANGE

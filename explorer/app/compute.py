@@ -22,7 +22,9 @@ from ..engine import Ablation, Cancelled, LoadedModel, PromptError
 from ..engine.generate import generate_from_run
 
 # lower number = served first; a run invalidates the kinds after it
-PRIORITY = {"load": 0, "run": 1, "pattern": 2, "grid": 3, "predict": 4, "generate": 5}
+PRIORITY = {
+    "load": 0, "run": 1, "pattern": 2, "grid": 3, "predict": 4, "generate": 5, "layer": 6,
+}  # fmt: skip
 THUMB = 48  # grid thumbnails are at most THUMB x THUMB
 
 
@@ -53,6 +55,17 @@ class PatternRequest:
     head: int  # -1: the average over the layer's heads
     ablated: bool = True
     kind: str = "pattern"
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class LayerRequest:
+    """Every head's full pattern in one layer (for export)."""
+
+    run_id: int
+    layer: int
+    ablated: bool = True
+    kind: str = "layer"
     id: int = 0
 
 
@@ -132,6 +145,16 @@ class PatternResult:
     ablated: bool
     pattern: np.ndarray  # (T, T) float32
     kind: str = "pattern"
+
+
+@dataclass
+class LayerResult:
+    id: int
+    run_id: int
+    layer: int
+    ablated: bool
+    patterns: np.ndarray  # (H, T, T) float32
+    kind: str = "layer"
 
 
 @dataclass
@@ -305,6 +328,11 @@ class Worker:
             req.id, req.run_id, req.layer, req.head, req.ablated, p.cpu().numpy().astype(np.float32)
         )
 
+    def do_layer(self, req: LayerRequest):
+        run = self._run_for(req, req.ablated)
+        p = run.layer_patterns(req.layer).cpu().numpy().astype(np.float32)
+        return LayerResult(req.id, req.run_id, req.layer, req.ablated, p)
+
     def do_grid(self, req: GridRequest):
         run = self._run_for(req, req.ablated)
         s = run.spec
@@ -389,6 +417,7 @@ class EngineController(QObject):
         self._cv = threading.Condition()
         self._pending: dict[str, object] = {}
         self._running = None
+        self._undelivered = 0  # results emitted by the worker, not yet handled here
         self._next_id = 0
         self.latest: dict[str, int] = {}
         self.computed: list[str] = []  # kinds actually computed, in order (for tests)
@@ -432,8 +461,9 @@ class EngineController(QObject):
         return self.latest.get(item.kind) == item.id
 
     def is_idle(self) -> bool:
+        """Nothing pending, nothing running, and no result on its way to the GUI thread."""
         with self._cv:
-            return self._running is None and not self._pending
+            return self._running is None and not self._pending and not self._undelivered
 
     def shutdown(self, timeout: float = 2.0) -> bool:
         """Stop the worker (cancelling what runs); True when it ended within the timeout."""
@@ -446,6 +476,9 @@ class EngineController(QObject):
         return not self._thread.is_alive()
 
     def _on_deliver(self, item):
+        if not isinstance(item, (tuple, str)):
+            with self._cv:
+                self._undelivered -= 1
         if isinstance(item, tuple) and item[0] == "progress":
             self.progress.emit(item[1], item[2])
         elif item == "busy":
@@ -459,6 +492,11 @@ class EngineController(QObject):
             self.result.emit(item)
 
     # --- worker side ------------------------------------------------------------------------
+
+    def _emit_result(self, item):
+        with self._cv:
+            self._undelivered += 1
+        self._deliver.emit(item)
 
     def _loop(self):
         torch.set_grad_enabled(False)
@@ -475,12 +513,12 @@ class EngineController(QObject):
             try:
                 out = self._worker.handle(req)
                 self.computed.append(req.kind)
-                self._deliver.emit(out)
+                self._emit_result(out)
             except Cancelled:
                 pass
             except Exception as e:  # shown to the user; the worker keeps serving
                 msg = str(e) or type(e).__name__
-                self._deliver.emit(Failure(req.id, req.kind, msg, traceback.format_exc()))
+                self._emit_result(Failure(req.id, req.kind, msg, traceback.format_exc()))
             finally:
                 with self._cv:
                     self._running = None

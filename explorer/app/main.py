@@ -16,6 +16,10 @@ def parse(argv):
     p = argparse.ArgumentParser(prog="attention-explorer", description=__doc__)
     p.add_argument("model", nargs="?", help="a Hugging Face model folder, or 'demo'")
     p.add_argument("--prompt", help="the prompt to open with")
+    p.add_argument("--session", metavar="FILE", help="open a saved session (.aexp.json)")
+    p.add_argument(
+        "--present", action="store_true", help="start in presentation mode (full screen)"
+    )
     p.add_argument(
         "--screenshot", metavar="FILE.png", help="wait for every panel, save the window, exit"
     )
@@ -77,7 +81,7 @@ def main(argv=None) -> int:
     window = MainWindow()
     install_excepthook(window)
     model = args.model
-    if model is None:
+    if model is None and not args.session:
         last = settings().value("recent/last")
         model = "demo" if demo_available() else (last if isinstance(last, str) else None)
     if model:
@@ -85,6 +89,10 @@ def main(argv=None) -> int:
     elif args.prompt:
         window.prompt.set_text(args.prompt)
     window.show()
+    if args.session:
+        window.sessions.open(args.session)
+    if args.present:
+        window.presenter.set_presentation(True)
     if args.screenshot:
         return screenshot(app, window, args.screenshot, args.timeout)
     return app.exec()

@@ -27,10 +27,14 @@ from .docks.ablation import AblationDock
 from .docks.attention import AttentionDock
 from .docks.generation import GenerationDock
 from .docks.predictions import PredictionsDock
+from .docks.scenes import ScenesDock
 from .docks.tokens import TokensDock
+from .export import Exporter
+from .presentation import SHORTCUTS, Presenter
+from .sessions import SessionController
 from .state import AppState
 
-STATE_VERSION = 4  # bump when the dock set changes: old saved layouts are then ignored
+STATE_VERSION = 5  # bump when the dock set changes: old saved layouts are then ignored
 THROTTLE_MS = 150
 MAX_RECENT = 8
 DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -91,6 +95,7 @@ class PromptPanel(QWidget):
 class MainWindow(QMainWindow):
     model_loaded = Signal(object)
     run_shown = Signal(object)
+    STATE_VERSION = STATE_VERSION
 
     def __init__(self, controller: EngineController | None = None, restore: bool = True):
         super().__init__()
@@ -114,9 +119,17 @@ class MainWindow(QMainWindow):
         self.docks = {"prompt": self.prompt_dock}
         self.docks |= {
             cls.name: cls(self.state, self.controller, self)
-            for cls in (TokensDock, AttentionDock, AblationDock, PredictionsDock, GenerationDock)
-        }
+            for cls in (
+                TokensDock, AttentionDock, AblationDock, PredictionsDock, GenerationDock,
+                ScenesDock,
+            )
+        }  # fmt: skip
         self._default_layout()
+        self.presenter = Presenter(self, settings)
+        self.sessions = SessionController(self, settings)
+        self.exporter = Exporter(self)
+        self.docks["scenes"].capture = self.sessions.capture_scene
+        self.docks["scenes"].activated.connect(self.sessions.apply_scene)
         self._menus()
         self._status_bar()
         self.default_state = self.saveState(STATE_VERSION)
@@ -135,6 +148,8 @@ class MainWindow(QMainWindow):
         self.empty_message()
         if restore:
             self.restore_layout()
+        self.exporter.install_plot_menus()
+        self.presenter.apply()
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -155,6 +170,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(top, d["tokens"])
         self.splitDockWidget(d["prompt"], d["tokens"], Qt.Orientation.Horizontal)
         self.addDockWidget(left, d["ablation"])
+        self.splitDockWidget(d["ablation"], d["scenes"], Qt.Orientation.Vertical)
         self.addDockWidget(right, d["attention"])
         self.addDockWidget(right, d["predictions"])
         self.splitDockWidget(d["attention"], d["predictions"], Qt.Orientation.Horizontal)
@@ -165,6 +181,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks(
             [d["prompt"], d["attention"], d["generation"]], [190, 560, 150], Qt.Orientation.Vertical
         )
+        self.resizeDocks([d["ablation"], d["scenes"]], [400, 160], Qt.Orientation.Vertical)
 
     def reset_layout(self):
         if not self.restoreState(self.default_state, STATE_VERSION):
@@ -212,6 +229,8 @@ class MainWindow(QMainWindow):
         self.cache_menu = f.addMenu("&Models on this computer")
         self.cache_menu.aboutToShow.connect(self._fill_cache)
         f.addSeparator()
+        self._session_menu(f)
+        f.addSeparator()
         act = QAction("&Quit", self)
         act.setShortcut(QKeySequence.StandardKey.Quit)
         act.triggered.connect(self.close)
@@ -219,6 +238,10 @@ class MainWindow(QMainWindow):
         v = mb.addMenu("&View")
         for dock in self.docks.values():
             v.addAction(dock.toggleViewAction())
+        v.addSeparator()
+        self.presenter.add_actions(v)
+        v.addSeparator()
+        self._scene_actions(v)
         w = mb.addMenu("&Window")
         act = QAction("&Reset layout", self)
         act.triggered.connect(self.reset_layout)
@@ -230,6 +253,58 @@ class MainWindow(QMainWindow):
         act = QAction("&About", self)
         act.triggered.connect(self.show_about)
         h.addAction(act)
+
+    def _session_menu(self, f):
+        """Sessions and export (File menu)."""
+        for text, keys, slot in (
+            ("Open &session…", "Ctrl+Shift+O", self.sessions.open_dialog),
+            ("&Save session", "Ctrl+S", lambda: self.sessions.save_interactive()),
+            ("Save session &as…", "Ctrl+Shift+S", lambda: self.sessions.save_interactive(True)),
+        ):
+            act = QAction(text, self)
+            act.setShortcut(QKeySequence(keys))
+            act.triggered.connect(slot)
+            f.addAction(act)
+        self.recent_sessions_menu = f.addMenu("Recent s&essions")
+        self.recent_sessions_menu.aboutToShow.connect(
+            lambda: self.sessions.fill_recent(self.recent_sessions_menu)
+        )
+        f.addSeparator()
+        self.export_menu = f.addMenu("&Export")
+        self.export_menu.aboutToShow.connect(lambda: self.exporter.fill_menu(self.export_menu))
+        heatmap = self.docks["attention"].heatmap
+        for text, keys, slot in (
+            ("Copy the attention heatmap", "Ctrl+Shift+C", lambda: self.exporter.copy(heatmap)),
+            ("Export the attention heatmap…", "Ctrl+E",
+             lambda: self.exporter.save_plot_dialog(heatmap, "Attention heatmap")),
+        ):  # fmt: skip
+            act = QAction(text, self)
+            act.setShortcut(QKeySequence(keys))
+            act.triggered.connect(slot)
+            self.addAction(act)  # the Export menu is rebuilt when it opens; keys work always
+
+    def _scene_actions(self, v):
+        scenes = self.docks["scenes"]
+        for text, keys, slot in (
+            ("&Add the current state as a scene", "Ctrl+Shift+N", lambda: scenes.add_current()),
+            ("Pre&vious scene", "", lambda: self.presenter.step_scene(-1)),
+            ("&Next scene", "", lambda: self.presenter.step_scene(1)),
+            ("Ablate / restore the selected &head", "A", self.toggle_selected_head),
+        ):
+            act = QAction(text, self)
+            if keys:
+                act.setShortcut(QKeySequence(keys))
+            act.triggered.connect(slot)
+            v.addAction(act)
+            self.addAction(act)
+
+    def toggle_selected_head(self):
+        from .presentation import is_text_input
+
+        if is_text_input(self.focusWidget()):
+            return
+        if not self.state.toggle_head():
+            self.statusBar().showMessage("Select one head (not the layer average) first", 3000)
 
     def _status_bar(self):
         sb = self.statusBar()
@@ -267,17 +342,15 @@ class MainWindow(QMainWindow):
         if not models:
             self.cache_menu.addAction("(no models in the Hugging Face cache)").setEnabled(False)
 
-    def show_shortcuts(self):
-        QMessageBox.information(
-            self,
-            "Keyboard shortcuts",
-            "<table>"
-            "<tr><td><b>← →</b></td><td>previous / next head (in the Attention panel)</td></tr>"
-            "<tr><td><b>↑ ↓, PgUp PgDn</b></td><td>previous / next layer</td></tr>"
-            "<tr><td><b>Click a token</b></td><td>select the query position</td></tr>"
-            "<tr><td><b>Ctrl+O</b></td><td>open a model folder</td></tr>"
-            "<tr><td><b>Ctrl+Q</b></td><td>quit</td></tr></table>",
+    def shortcuts_html(self) -> str:
+        rows = "".join(
+            f"<tr><td><b>{keys}</b>&nbsp;&nbsp;</td><td>{what}</td></tr>"
+            for keys, what in SHORTCUTS
         )
+        return f"<table>{rows}</table>"
+
+    def show_shortcuts(self):
+        QMessageBox.information(self, "Keyboard shortcuts", self.shortcuts_html())
 
     def show_about(self):
         from .. import __version__
@@ -400,6 +473,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev):
         self.closing = True
         self.throttle.stop()
+        self.presenter.set_presentation(False)  # save the layout to come back to
         self.controller.shutdown(2.0)
         self.save_layout()
         super().closeEvent(ev)

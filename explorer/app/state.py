@@ -18,6 +18,8 @@ class AppState(QObject):
     selection_changed = Signal(int, int, int)  # position, layer, head (-1 = layer average)
     ablation_changed = Signal(object)  # Ablation
     colormap_changed = Signal(str)
+    diverging_changed = Signal(str)  # the colour map for differences (signed values)
+    mode_changed = Signal(str)  # the ablation mode new heads get
     targets_changed = Signal(str, str)  # target, foil
 
     def __init__(self, parent=None):
@@ -30,6 +32,7 @@ class AppState(QObject):
         self.ablation = Ablation()
         self.mode = "zero"
         self.colormap = "viridis"
+        self.diverging = "CET-D1A"
         self.target = ""
         self.foil = ""
 
@@ -88,14 +91,33 @@ class AppState(QObject):
             self.ablation = ablation
             self.ablation_changed.emit(ablation)
 
-    def set_mode(self, mode: str):
-        self.mode = mode
-        self.set_ablation(self.ablation.with_mode(mode))
+    def set_mode(self, mode: str, apply: bool = True):
+        """The mode for ablated heads; apply=True switches the heads already ablated too."""
+        if mode != self.mode:
+            self.mode = mode
+            self.mode_changed.emit(mode)
+        if apply:
+            self.set_ablation(self.ablation.with_mode(mode))
 
     def set_colormap(self, name: str):
         if name != self.colormap:
             self.colormap = name
             self.colormap_changed.emit(name)
+
+    def set_diverging(self, name: str):
+        if name != self.diverging:
+            self.diverging = name
+            self.diverging_changed.emit(name)
+
+    def toggle_head(self, layer: int | None = None, head: int | None = None) -> bool:
+        """Ablate the head (the selected one by default) or bring it back; False when the
+        selection is a layer average, not one head."""
+        layer = self.layer if layer is None else layer
+        head = self.head if head is None else head
+        if self.model is None or head < 0:
+            return False
+        self.set_ablation(self.ablation.toggled(layer, head, self.mode))
+        return True
 
     def set_targets(self, target: str, foil: str):
         if (target, foil) != (self.target, self.foil):

@@ -65,6 +65,7 @@ class AblationDock(Dock):
         self.setWidget(w)
         self.mode.currentTextChanged.connect(state.set_mode)
         self.reset.clicked.connect(lambda: state.set_ablation(Ablation()))
+        state.mode_changed.connect(self._on_mode)
         state.model_changed.connect(self.rebuild)
         state.ablation_changed.connect(self.show_ablation)
         state.selection_changed.connect(self._on_selection)
@@ -145,6 +146,12 @@ class AblationDock(Dock):
         if a.mlp_layers:
             parts.append(f"{len(a.mlp_layers)} MLP(s)")
         self.count.setText("ablated: " + ", ".join(parts) if parts else "nothing ablated")
+
+    def _on_mode(self, mode: str):
+        if self.mode.currentText() != mode:
+            self.mode.blockSignals(True)
+            self.mode.setCurrentText(mode)
+            self.mode.blockSignals(False)
 
     def _on_selection(self, position, layer, head):
         for (l, h), b in self.heads.items():

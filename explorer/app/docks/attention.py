@@ -39,7 +39,12 @@ class AttentionPanel(QWidget):
 
     def keyPressEvent(self, ev):
         st = self.dock.state
-        if ev.key() in KEYS_HEAD:
+        shift = ev.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        if ev.key() in KEYS_HEAD and shift:  # Shift+← →: the query position
+            n = st.n_tokens
+            if n:
+                st.select(position=max(0, min(st.selected_position + KEYS_HEAD[ev.key()], n - 1)))
+        elif ev.key() in KEYS_HEAD:
             st.step_head(d_head=KEYS_HEAD[ev.key()])
         elif ev.key() in KEYS_LAYER:
             st.step_head(d_layer=KEYS_LAYER[ev.key()])
@@ -111,6 +116,16 @@ class AttentionDock(Dock):
         controller.result.connect(self._on_result)
 
     # --- requests ---------------------------------------------------------------------------
+
+    def settings(self) -> dict:
+        return {"clean": self.clean.isChecked()}
+
+    def apply_settings(self, settings: dict) -> None:
+        if "clean" in settings:
+            self.clean.setChecked(bool(settings["clean"]))
+
+    def plots(self) -> dict:
+        return {"Attention heatmap": self.heatmap, "Head grid": self.grid}
 
     def ablated_view(self) -> bool:
         return not self.clean.isChecked()

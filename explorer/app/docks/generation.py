@@ -66,6 +66,32 @@ class GenerationDock(Dock):
         state.run_changed.connect(lambda _: self.request())
         controller.result.connect(self._on_result)
 
+    def settings(self) -> dict:
+        return {
+            "n": self.n.value(),
+            "sample": self.sample.isChecked(),
+            "seed": self.seed.value(),
+            "temperature": self.temp.value(),
+        }
+
+    def apply_settings(self, settings: dict) -> None:
+        widgets = (self.n, self.seed, self.temp, self.sample)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            if "n" in settings:
+                self.n.setValue(int(settings["n"]))
+            if "seed" in settings:
+                self.seed.setValue(int(settings["seed"]))
+            if "temperature" in settings:
+                self.temp.setValue(float(settings["temperature"]))
+            if "sample" in settings:
+                self.sample.setChecked(bool(settings["sample"]))
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+        self.request()
+
     def request(self):
         st = self.state
         self.seed.setEnabled(self.sample.isChecked())

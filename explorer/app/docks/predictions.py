@@ -185,6 +185,35 @@ class PredictionsDock(Dock):
             self.diff.setText("Enter two tokens to compare their logits")
         self.ready_run_id = r.run_id
 
+    def plots(self) -> dict:
+        return {"Loss per position": self.plot}
+
+    def export_tables(self) -> dict:
+        from ...export_data import Table
+
+        out = {}
+        r, run = self.last, self.state.run
+        if r is not None and run is not None and r.clean:
+            t = Table(
+                ["position", "rank", "clean_id", "clean_token", "clean_p", "ablated_id",
+                 "ablated_token", "ablated_p", "clean_p_of_ablated_token", "delta_p"]
+            )  # fmt: skip
+            for i, (c, a) in enumerate(zip(r.clean, r.ablated)):
+                pc = r.prob_clean_of_ablated_top[i]
+                t.rows.append(
+                    [r.position, i + 1, c[0], c[1], c[2], a[0], a[1], a[2], pc, a[2] - pc]
+                )
+            out["Predictions"] = t
+        if run is not None:
+            t = Table(["position", "token_id", "token", "loss_clean", "loss_ablated", "top1",
+                       "top1_p"])  # fmt: skip
+            for i, (tid, text) in enumerate(zip(run.ids, run.texts)):
+                top = run.top1_texts[i] if i < len(run.top1_texts) else ""
+                p = float(run.top_probs[i, 0]) if run.top_probs.shape[1] else None
+                t.rows.append([i, tid, text, run.loss_clean[i], run.loss_ablated[i], top, p])
+            out["Loss per position"] = t
+        return out
+
     def values(self) -> dict:
         """What the table shows, for tests and export."""
         r = self.last

@@ -9,11 +9,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ..compute import PatternResult
-from ..widgets.heatmap import DIVERGING, colormap
+from ..widgets.heatmap import DIVERGING_MAPS, colormap
 from ..widgets.token_view import TokenView
 from .base import Dock
 
 MODES = ("Attention from selected token", "Loss (next token)", "Loss change under ablation")
+MODE_KEYS = ("attention", "loss", "loss_change")  # in sessions
 
 
 class TokensDock(Dock):
@@ -28,9 +29,14 @@ class TokensDock(Dock):
         self.mode = QComboBox()
         self.mode.addItems(MODES)
         self.legend = QLabel()
+        self.diverging = QComboBox()
+        self.diverging.addItems(DIVERGING_MAPS)
+        self.diverging.setToolTip("Colour map for differences (CET-CBD1 is colour-blind safe)")
+        self.diverging.setVisible(False)
         top = QHBoxLayout()
         top.addWidget(QLabel("Colour by"))
         top.addWidget(self.mode)
+        top.addWidget(self.diverging)
         top.addStretch(1)
         top.addWidget(self.legend)
         self.view = TokenView()
@@ -45,10 +51,30 @@ class TokensDock(Dock):
         self.setWidget(w)
         self.view.position_clicked.connect(lambda i: state.select(position=i))
         self.mode.currentIndexChanged.connect(lambda _: self.refresh())
+        self.diverging.currentTextChanged.connect(state.set_diverging)
+        state.diverging_changed.connect(self._on_diverging)
         state.run_changed.connect(self._on_run)
         state.selection_changed.connect(lambda *_: self.refresh())
         state.colormap_changed.connect(lambda _: self.refresh())
         controller.result.connect(self._on_result)
+
+    def settings(self) -> dict:
+        return {"color_by": MODE_KEYS[self.mode.currentIndex()]}
+
+    def check_settings(self, settings: dict) -> None:
+        super().check_settings(settings)
+        if settings.get("color_by", "attention") not in MODE_KEYS:
+            raise ValueError(f"tokens.color_by should be one of {', '.join(MODE_KEYS)}")
+
+    def apply_settings(self, settings: dict) -> None:
+        if settings.get("color_by") in MODE_KEYS:
+            self.mode.setCurrentIndex(MODE_KEYS.index(settings["color_by"]))
+
+    def _on_diverging(self, name):
+        self.diverging.blockSignals(True)
+        self.diverging.setCurrentText(name)
+        self.diverging.blockSignals(False)
+        self.refresh()
 
     def _on_run(self, r):
         self.view.set_tokens(r.texts)
@@ -68,6 +94,7 @@ class TokensDock(Dock):
         pos = st.selected_position
         self.view.set_selected(pos)
         mode = self.mode.currentIndex()
+        self.diverging.setVisible(mode == 2)
         lut = colormap(st.colormap).getLookupTable(nPts=256)
         p = self.pattern
         if mode == 0:
@@ -88,7 +115,7 @@ class TokensDock(Dock):
             finite = np.abs(values[np.isfinite(values)])
             m = max(float(finite.max()) if finite.size else 0.0, 1e-3)
             levels = (-m, m)
-            lut = colormap(DIVERGING).getLookupTable(nPts=256)
+            lut = colormap(st.diverging).getLookupTable(nPts=256)
             self.legend.setText(f"ablated − clean loss, ±{m:.2f} nats")
         self.view.set_values(values, levels, lut)
 

@@ -9,8 +9,16 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
-COLORMAPS = ("viridis", "CET-L17", "inferno", "cividis", "CET-L1", "plasma", "magma")
-DIVERGING = "CET-D1A"
+# perceptually uniform sequential maps; all readable with colour-vision deficiencies
+# (CET-CBL1/CBL2 are designed for protanopia and deuteranopia)
+COLORMAPS = (
+    "viridis", "CET-L17", "inferno", "cividis", "CET-CBL1", "CET-CBL2", "CET-L1", "plasma",
+    "magma",
+)  # fmt: skip
+# diverging maps for signed differences: blue-white-red, its colour-blind-safe counterpart
+# (blue-white-yellow) and a dark-centred one for dark backgrounds
+DIVERGING_MAPS = ("CET-D1A", "CET-CBD1", "CET-D4")
+DIVERGING = DIVERGING_MAPS[0]
 
 
 def colormap(name: str) -> pg.ColorMap:
