@@ -291,6 +291,25 @@ def _quiet_offscreen_warnings():
     qInstallMessageHandler(handler)
 
 
+def _no_modal_dialogs() -> list[str]:
+    """Message boxes would wait for a click that never comes: record their text instead."""
+    from PySide6.QtWidgets import QMessageBox
+
+    seen: list[str] = []
+
+    def record(kind):
+        def show(parent, title, text, *args, **kw):
+            seen.append(f"{kind} dialog: {title}: {text}")
+            return QMessageBox.StandardButton.Ok
+
+        return staticmethod(show)
+
+    for kind in ("warning", "critical", "information", "question", "about"):
+        setattr(QMessageBox, kind, record(kind))
+    QMessageBox.exec = lambda self: seen.append(f"dialog: {self.text()}") or 0
+    return seen
+
+
 def check_gui(rep: Report, exp: dict, tol: dict, model_dir: Path, image_path: str | None,
               timeout: float) -> dict:  # fmt: skip
     """The same numbers through the real main window; render the attention dock."""
@@ -304,6 +323,7 @@ def check_gui(rep: Report, exp: dict, tol: dict, model_dir: Path, image_path: st
     timings = {}
     app = make_app()
     _quiet_offscreen_warnings()
+    dialogs = _no_modal_dialogs()
     settings_dir = tempfile.TemporaryDirectory(prefix="attention-explorer-selftest-")
     # the user's own settings stay untouched: this run's settings live in a temporary folder
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
@@ -313,12 +333,15 @@ def check_gui(rep: Report, exp: dict, tol: dict, model_dir: Path, image_path: st
     try:
         window.show()
         window.load_model(str(model_dir), exp["prompt"])
-        ready = _wait(app, lambda: window.state.run is not None and window.all_ready(), timeout)
+        ready = _wait(
+            app, lambda: dialogs or window.state.run is not None and window.all_ready(), timeout
+        )
+        ready = ready and not dialogs
         timings["window_ready"] = time.perf_counter() - t_start
         age = process_age()
         if age is not None:
             timings["launch_to_window"] = age
-        if not rep.check("window: demo model opened, every panel ready", ready):
+        if not rep.check("window: demo model opened, every panel ready", ready, "; ".join(dialogs)):
             return timings
         run = window.state.run
         rep.check("window: tokens", run.ids == e["ids"])
@@ -366,6 +389,7 @@ def check_gui(rep: Report, exp: dict, tol: dict, model_dir: Path, image_path: st
                   f"{image.width()}x{image.height()} px, {colors} colours")  # fmt: skip
         if image_path:
             rep.check(f"window: image saved to {image_path}", image.save(image_path))
+        rep.check("window: no error dialog", not dialogs, "; ".join(dialogs))
     finally:
         window.close()
         app.processEvents()
