@@ -51,7 +51,7 @@ def _write_text(path, text: str):
 
 def _csv_text(rows) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv.writer(buf, lineterminator="\r\n")  # RFC 4180; a token with \r is then quoted
     w.writerows(rows)
     return buf.getvalue()
 

@@ -226,27 +226,18 @@ def test_a_model_moved_with_its_session_is_found(tiny, tmp_path):
 
 def test_pattern_exports_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    p = rng.random((4, 4)).astype(np.float32)
-    tokens = ["When", " Mary", ",", ' "x"\n']
+    p = rng.random((5, 5)).astype(np.float32)
+    tokens = ["When", " Mary", ",", ' "x"\n', "\r"]
     write_pattern(tmp_path / "p.csv", p, tokens)
     rows, cols, values = read_matrix_csv(tmp_path / "p.csv")
     assert rows == cols == tokens
     np.testing.assert_array_equal(values.astype(np.float32), p)
-    layer = rng.random((2, 4, 4)).astype(np.float32)
-    write_pattern(tmp_path / "l.npz", layer, tokens, [1, 2, 3, 4], {"layer": 3, "model": "m"})
+    layer = rng.random((2, 5, 5)).astype(np.float32)
+    write_pattern(tmp_path / "l.npz", layer, tokens, [1, 2, 3, 4, 5], {"layer": 3, "model": "m"})
     z = np.load(tmp_path / "l.npz")
     np.testing.assert_array_equal(z["attention"], layer)
-    assert (
-        list(z["tokens"]) == tokens
-        and int(z["layer"]) == 3
-        and list(z["token_ids"])
-        == [
-            1,
-            2,
-            3,
-            4,
-        ]
-    )
+    assert list(z["tokens"]) == tokens and int(z["layer"]) == 3
+    assert list(z["token_ids"]) == [1, 2, 3, 4, 5]
     write_pattern(tmp_path / "p.npy", p, tokens)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), p)
     with pytest.raises(ExportError, match="use one of"):
@@ -257,4 +248,4 @@ def test_pattern_exports_round_trip(tmp_path):
 
 def test_table_csv():
     t = Table(["rank", "token", "p"], [[1, " Mary", 0.5], [2, "a,b", float("nan")]])
-    assert table_csv(t) == 'rank,token,p\n1, Mary,0.5\n2,"a,b",\n'
+    assert table_csv(t) == 'rank,token,p\r\n1, Mary,0.5\r\n2,"a,b",\r\n'
