@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 SCHEMA = 1
@@ -173,8 +174,8 @@ def _dumps(data: dict) -> str:
 
 
 class Report:
-    def __init__(self, out=sys.stdout):
-        self.out = out
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
         self.failures: list[str] = []
         self.t0 = time.perf_counter()
 
@@ -280,22 +281,17 @@ def _distinct_colors(image, step: int = 2) -> int:
     return len(seen)
 
 
-def _quiet_offscreen_warnings():
-    """The offscreen platform warns about window size hints on every show; drop only that."""
+@contextmanager
+def _headless_guards():
+    """Message boxes would wait for a click that never comes: record their text instead.
+    The offscreen platform warns about size hints on every show: drop only that warning.
+    Both are undone on exit (the self-test also runs inside the test suite)."""
     from PySide6.QtCore import qInstallMessageHandler
-
-    def handler(kind, context, message):
-        if "propagateSizeHints" not in message:
-            print(message, file=sys.stderr)
-
-    qInstallMessageHandler(handler)
-
-
-def _no_modal_dialogs() -> list[str]:
-    """Message boxes would wait for a click that never comes: record their text instead."""
     from PySide6.QtWidgets import QMessageBox
 
     seen: list[str] = []
+    kinds = ("warning", "critical", "information", "question", "about")
+    saved = {k: QMessageBox.__dict__[k] for k in (*kinds, "exec") if k in QMessageBox.__dict__}
 
     def record(kind):
         def show(parent, title, text, *args, **kw):
@@ -304,10 +300,23 @@ def _no_modal_dialogs() -> list[str]:
 
         return staticmethod(show)
 
-    for kind in ("warning", "critical", "information", "question", "about"):
+    def quiet(kind, context, message):
+        if "propagateSizeHints" not in message:
+            print(message, file=sys.stderr)
+
+    for kind in kinds:
         setattr(QMessageBox, kind, record(kind))
     QMessageBox.exec = lambda self: seen.append(f"dialog: {self.text()}") or 0
-    return seen
+    previous = qInstallMessageHandler(quiet)
+    try:
+        yield seen
+    finally:
+        qInstallMessageHandler(previous)
+        for k in (*kinds, "exec"):
+            if k in saved:
+                setattr(QMessageBox, k, saved[k])
+            else:
+                delattr(QMessageBox, k)
 
 
 def check_gui(rep: Report, exp: dict, tol: dict, model_dir: Path, image_path: str | None,
@@ -315,19 +324,26 @@ def check_gui(rep: Report, exp: dict, tol: dict, model_dir: Path, image_path: st
     """The same numbers through the real main window; render the attention dock."""
     from PySide6.QtCore import QSettings
 
-    from ..engine import Ablation
     from .main import make_app
+
+    app = make_app()
+    # the user's own settings stay untouched: this run's settings live in a temporary folder
+    with tempfile.TemporaryDirectory(prefix="attention-explorer-selftest-") as settings_dir:
+        QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+        QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, settings_dir)
+        with _headless_guards() as dialogs:
+            return _gui_checks(rep, exp, tol, model_dir, image_path, timeout, app, dialogs)
+
+
+def _gui_checks(rep, exp, tol, model_dir, image_path, timeout, app, dialogs) -> dict:
+    import pyqtgraph as pg
+
+    from ..engine import Ablation
     from .main_window import MainWindow
+    from .widgets.heatmap import COLORMAPS, DIVERGING
 
     e = exp["expect"]
     timings = {}
-    app = make_app()
-    _quiet_offscreen_warnings()
-    dialogs = _no_modal_dialogs()
-    settings_dir = tempfile.TemporaryDirectory(prefix="attention-explorer-selftest-")
-    # the user's own settings stay untouched: this run's settings live in a temporary folder
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, settings_dir.name)
     t_start = time.perf_counter()
     window = MainWindow(restore=False)
     try:
@@ -382,6 +398,13 @@ def check_gui(rep: Report, exp: dict, tol: dict, model_dir: Path, image_path: st
         err = _max_diff(att.heatmap.data, e["pattern"]) if shown else float("inf")
         rep.check(f"window: attention dock shows head {layer}.{head}", err <= tol["pattern"],
                   f"max err {err:.1e}")  # fmt: skip
+        missing = []
+        for name in (*COLORMAPS, DIVERGING):  # CSV files inside pyqtgraph: bundled?
+            try:
+                pg.colormap.get(name)
+            except Exception:
+                missing.append(name)
+        rep.check("window: colour maps", not missing, ", ".join(missing) or "all found")
         _wait(app, lambda: False, 0.2)  # let the repaint settle
         image = att.grab().toImage()
         colors = _distinct_colors(image)
@@ -393,11 +416,10 @@ def check_gui(rep: Report, exp: dict, tol: dict, model_dir: Path, image_path: st
     finally:
         window.close()
         app.processEvents()
-        settings_dir.cleanup()
     return timings
 
 
-def run_self_test(image_path: str | None = None, timeout: float = 120, out=sys.stdout) -> int:
+def run_self_test(image_path: str | None = None, timeout: float = 120, out=None) -> int:
     t_start = time.perf_counter()
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any QApplication exists
     rep = Report(out)
@@ -452,7 +474,12 @@ def main(args=None) -> int:
     """From the app's command line: --self-test [--screenshot FILE.png] [--timeout S]."""
     image = getattr(args, "screenshot", None)
     timeout = getattr(args, "timeout", 120) or 120
-    return run_self_test(image, timeout)
+    if sys.stdout is not None:
+        return run_self_test(image, timeout)
+    # a windowed Windows build has no console: the report goes to a file beside the user
+    path = Path.cwd() / "AttentionExplorer-selftest.txt"
+    with open(path, "w", encoding="utf-8") as out:
+        return run_self_test(image, timeout, out)
 
 
 def _cli(argv=None) -> int:
