@@ -3,7 +3,7 @@ stepping through scenes with a presenter's keys, and the keyboard shortcuts."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -153,6 +153,7 @@ class Presenter(QObject):
             self.presenting = True
             self.apply()
             w.showFullScreen()
+            QTimer.singleShot(300, self._fill_screen)
             app.installEventFilter(self)
         else:
             app.removeEventFilter(self)
@@ -164,10 +165,9 @@ class Presenter(QObject):
                 w.showMaximized()
             else:
                 w.showNormal()
-            if "geometry" in saved:
-                w.restoreGeometry(saved["geometry"])
-            if "state" in saved:
-                w.restoreState(saved["state"], w.STATE_VERSION)
+            self._restore(saved)
+            # once the smaller fonts have shrunk the minimum sizes, restore again
+            QTimer.singleShot(0, lambda: self._restore(saved))
         self.presentation_action.setChecked(on)
         self.presentation_changed.emit(on)
         w.statusBar().showMessage(
@@ -177,6 +177,25 @@ class Presenter(QObject):
             else "",
             6000,
         )
+
+    def _restore(self, saved: dict):
+        w = self.window
+        if self.presenting:
+            return
+        QApplication.sendPostedEvents()  # font and layout changes first
+        if "geometry" in saved:
+            w.restoreGeometry(saved["geometry"])
+        if "state" in saved:
+            w.restoreState(saved["state"], w.STATE_VERSION)
+
+    def _fill_screen(self):
+        """Without a window manager (a kiosk, Xvfb) full screen is only a flag: fill the
+        screen ourselves."""
+        w = self.window
+        if self.presenting and w.screen() is not None:
+            screen = w.screen().geometry()
+            if w.geometry() != screen:
+                w.setGeometry(screen)
 
     def toggle_presentation(self):
         self.set_presentation(not self.presenting)

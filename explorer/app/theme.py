@@ -69,11 +69,14 @@ DARK = {
     "PlaceholderText": "#9aa0a6", "Link": "#8ab4f8", "Light": "#4a4c50", "Midlight": "#3c4043",
     "Mid": "#70757a", "Dark": "#111214", "Shadow": "#000000",
 }  # fmt: skip
+# setColor(role, …) sets every colour group: disabled text needs its own, greyed colour
 DARK_DISABLED = {"WindowText": "#6b6f74", "Text": "#6b6f74", "ButtonText": "#6b6f74"}
+LIGHT_DISABLED = {"WindowText": "#8a8a8a", "Text": "#8a8a8a", "ButtonText": "#8a8a8a"}
 DARK_CONTRAST = dict(
-    DARK, Window="#000000", Base="#000000", AlternateBase="#262626", Text="#ffffff",
-    WindowText="#ffffff", ButtonText="#ffffff", Button="#1a1a1a", Mid="#a0a0a0",
-    Highlight="#ffd400", HighlightedText="#000000",
+    DARK, Window="#000000", Base="#242424", AlternateBase="#363636", Text="#ffffff",
+    WindowText="#ffffff", ButtonText="#ffffff", Button="#262626", Mid="#a0a0a0",
+    Light="#6a6a6a", Midlight="#4a4a4a", Dark="#8a8a8a", Highlight="#ffd400",
+    HighlightedText="#000000",
 )  # fmt: skip
 LIGHT_CONTRAST = {
     "Window": "#ffffff", "WindowText": "#000000", "Base": "#ffffff", "AlternateBase": "#e8e8e8",
@@ -87,14 +90,17 @@ def palette(look: Look) -> QPalette:
     if look.theme == "system":
         p = QPalette(_original_palette())
         if look.contrast:
-            _set(p, DARK_CONTRAST if look.dark else LIGHT_CONTRAST)
+            if look.dark:
+                _set(p, DARK_CONTRAST, DARK_DISABLED)
+            else:
+                _set(p, LIGHT_CONTRAST, LIGHT_DISABLED)
         return p
     fusion = QStyleFactory.create("Fusion")
     p = QPalette(fusion.standardPalette())
     if look.dark:
         _set(p, DARK_CONTRAST if look.contrast else DARK, DARK_DISABLED)
     elif look.contrast:
-        _set(p, LIGHT_CONTRAST)
+        _set(p, LIGHT_CONTRAST, LIGHT_DISABLED)
     return p
 
 
@@ -129,6 +135,10 @@ def apply(root: QWidget, look: Look):
     app.setPalette(palette(look))
     font = app_font(look)
     app.setFont(font)
+    # a widget with a style sheet keeps the palette it was polished with: polish it again
+    for w in [root, *root.findChildren(QWidget)]:
+        if w.styleSheet():
+            w.setStyleSheet(w.styleSheet())
     bg, fg = plot_colours(look)
     pg.setConfigOption("background", bg)
     pg.setConfigOption("foreground", fg)
@@ -158,6 +168,10 @@ def style_plot(view: pg.GraphicsView, look: Look, font: QFont | None = None):
         elif isinstance(item, pg.LegendItem):
             item.setLabelTextColor(fg)
             item.setLabelTextSize(_css_size(font))
+            for _, label in item.items:  # setAttr alone does not redraw the text
+                label.setText(label.text)
+            item.updateSize()
+            item.setBrush(QColor(bg.red(), bg.green(), bg.blue(), 200))  # readable over lines
         elif isinstance(item, pg.PlotDataItem):
             _scale_pen(item, look.line_scale)
         elif isinstance(item, pg.InfiniteLine):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
 # perceptually uniform sequential maps; all readable with colour-vision deficiencies
@@ -60,7 +60,9 @@ class TokenAxis(pg.AxisItem):
             return []
         vertical = self.orientation in ("left", "right")
         longest = max((len(t) for t in self.labels[lo:hi]), default=1)
-        per_label = 16 if vertical else 7 * longest + 10  # pixels one label needs
+        fm = QFontMetrics(self.style.get("tickFont") or QFont())  # the theme sets the font
+        # pixels one label needs
+        per_label = fm.height() + 2 if vertical else fm.averageCharWidth() * longest + 10
         px_per_token = size / max(abs(maxVal - minVal), 1e-9)
         need = per_label / max(px_per_token, 1e-9)
         step = 1
