@@ -236,15 +236,18 @@ class Exporter(QObject):
         return out
 
     def install_plot_menus(self):
-        """A right-click menu on every pyqtgraph plot inside the docks."""
+        """A right-click menu on every pyqtgraph view inside the docks (also those a dock
+        made after the window: this runs again whenever the Export menu opens)."""
         names = {id(v): label for label, v in self.plots().items()}
         for dock in self.window.docks.values():
-            for view in dock.findChildren(pg.PlotWidget):
+            for view in dock.findChildren(pg.GraphicsView):
                 if getattr(view, "_export_menu", False):
                     continue
                 label = names.get(id(view), dock.windowTitle())
                 view._export_menu = True
-                view.getPlotItem().setMenuEnabled(False)
+                for item in view.scene().items():  # pyqtgraph's own menus give way to ours
+                    if isinstance(item, (pg.ViewBox, pg.PlotItem)):
+                        item.setMenuEnabled(False)
                 view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
                 view.customContextMenuRequested.connect(
                     lambda pos, v=view, n=label: self.plot_menu(v, n).popup(v.mapToGlobal(pos))
@@ -269,6 +272,9 @@ class Exporter(QObject):
         if hasattr(view, "reset_view"):
             m.addSeparator()
             m.addAction("Reset zoom", view.reset_view)
+        elif hasattr(view, "getPlotItem"):
+            m.addSeparator()
+            m.addAction("Reset zoom", lambda: view.getPlotItem().enableAutoRange())
         return m
 
     def copy(self, view, scale: int = 2):
@@ -389,6 +395,7 @@ class Exporter(QObject):
     def fill_menu(self, menu: QMenu):
         """Rebuilt each time it opens: the plots and tables the docks have now."""
         menu.clear()
+        self.install_plot_menus()
         for label, view in self.plots().items():
             act = menu.addAction(f"{label} image…")
             act.triggered.connect(lambda _=False, v=view, n=label: self.save_plot_dialog(v, n))
