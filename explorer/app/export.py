@@ -278,8 +278,8 @@ class Exporter(QObject):
         return m
 
     def copy(self, view, scale: int = 2):
-        self._guard(lambda: copy_plot(view, scale))
-        self.window.statusBar().showMessage("Image copied to the clipboard", 3000)
+        if self._guard(lambda: copy_plot(view, scale) or True):
+            self.window.statusBar().showMessage("Image copied to the clipboard", 3000)
 
     def save_plot_dialog(self, view, label: str):
         path, chosen = QFileDialog.getSaveFileName(

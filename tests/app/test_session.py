@@ -221,6 +221,12 @@ def test_scenes_dock_edits(qtbot, window, gpt2):
     assert scenes.scenes[1].name == "Start"
     scenes.activate(0)
     assert window.state.layer == 2
+    # dragging a row moves it (a drag ends in the model's moveRow)
+    from PySide6.QtCore import QModelIndex
+
+    assert scenes.list.model().moveRow(QModelIndex(), 0, QModelIndex(), 2)
+    assert [s.name for s in scenes.scenes] == ["Start", "Scene 3"]
+    assert scenes.current == 1  # the scene shown moved with its row
 
 
 def write(tmp_path, name, data) -> str:
