@@ -37,9 +37,6 @@ def make_app(argv=None):
     app.setApplicationDisplayName(APP_NAME)
     app.setDesktopFileName("attention-explorer")  # the .desktop file: taskbar icon on Linux
     app.setWindowIcon(app_icon())
-    from .none_guard import keep_none_alive
-
-    keep_none_alive(app)  # PySide6 6.12 on Python < 3.12 drops references to None
     return app
 
 
