@@ -22,6 +22,7 @@ def test_self_test_passes_on_the_demo_model(capsys):
     out = capsys.readouterr().out
     assert "self-test passed" in out
     assert "FAIL" not in out
+    assert out.splitlines()[-1].endswith(" passed, 0 failed")
     for name in ("window: attention dock renders", "engine: generation (ablated, greedy)"):
         assert f"ok   {name}" in out
 
@@ -57,7 +58,7 @@ def test_self_test_fails_when_a_number_is_off(tiny_resources):
     assert "FAIL engine: generation (ablated, greedy)" in out
     assert "ok   engine: attention pattern" in out  # the rest still passes
     assert "ok   window: attention dock renders" in out
-    assert "self-test FAILED (4)" in out
+    assert out.splitlines()[-1].endswith(" passed, 4 failed")
 
 
 def test_self_test_refuses_expectations_for_other_weights(tiny_resources):
