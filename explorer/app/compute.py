@@ -5,6 +5,10 @@ request cancels a running one of the same kind (a new prompt or ablation cancels
 that depends on the old run) through a flag the engine checks between layers. Results carry
 the request id and the id of the run they were computed from, and arrive as plain numpy
 arrays through a queued signal; the GUI drops any result that is no longer the latest.
+
+Long analyses (JOB_KINDS: importance sweep, activation patching) are Jobs, advanced a slice at
+a time between the other requests, each slice sending its steps as a JobUpdate: see
+analysis_worker.py.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from PySide6.QtCore import QObject, Signal
 
 from ..engine import Ablation, Cancelled, LoadedModel, PromptError
 from ..engine.generate import generate_from_run
+from .analysis_worker import JOB_KINDS, JOB_SLICE, AnalysisWorker, Job
 
 # lower number = served first; a run invalidates the kinds after it
 PRIORITY = {
     "load": 0, "run": 1, "pattern": 2, "grid": 3, "predict": 4, "generate": 5, "layer": 6,
+    "tokenize": 7, "roles": 8, "dla": 9, "lens": 10, "rollout": 11,
+    "sweep": 20, "patch": 21,  # JOB_KINDS: advanced between the others, when nothing waits
 }  # fmt: skip
 THUMB = 48  # grid thumbnails are at most THUMB x THUMB
 
@@ -213,7 +220,7 @@ def downsample(p: torch.Tensor, size: int = THUMB) -> torch.Tensor:
     )
 
 
-class Worker:
+class Worker(AnalysisWorker):
     """The computations, on the worker thread. No Qt in here except through `emit`."""
 
     def __init__(self, emit):
@@ -416,6 +423,7 @@ class EngineController(QObject):
         super().__init__(parent)
         self._cv = threading.Condition()
         self._pending: dict[str, object] = {}
+        self._jobs: dict[str, Job] = {}  # long analyses in progress, by kind
         self._running = None
         self._undelivered = 0  # results emitted by the worker, not yet handled here
         self._next_id = 0
@@ -440,12 +448,16 @@ class EngineController(QObject):
             running = self._running
             if running is not None:
                 rk = running.kind
-                if rk == kind or PRIORITY[kind] < PRIORITY[rk] and kind in ("load", "run"):
+                stops = kind == "load" or kind == "run" and rk not in JOB_KINDS
+                if rk == kind or PRIORITY[kind] < PRIORITY[rk] and stops:
                     self._worker.cancel.set()
             if kind in ("load", "run"):  # everything pending after it is stale
-                for k in list(self._pending):
-                    if PRIORITY[k] > PRIORITY[kind]:
+                for k in list(self._pending):  # (a job takes the run current when it starts)
+                    if PRIORITY[k] > PRIORITY[kind] and (kind == "load" or k not in JOB_KINDS):
                         del self._pending[k]
+            if kind == "load":
+                self._jobs.clear()
+            self._jobs.pop(kind, None)  # a new job replaces the old one
             self._cv.notify()
         return request.id
 
@@ -453,6 +465,7 @@ class EngineController(QObject):
         """Stop a running request of this kind and forget a pending one."""
         with self._cv:
             self._pending.pop(kind, None)
+            self._jobs.pop(kind, None)
             if self._running is not None and self._running.kind == kind:
                 self._worker.cancel.set()
             self.latest[kind] = -1  # a result already on its way is dropped
@@ -463,13 +476,19 @@ class EngineController(QObject):
     def is_idle(self) -> bool:
         """Nothing pending, nothing running, and no result on its way to the GUI thread."""
         with self._cv:
-            return self._running is None and not self._pending and not self._undelivered
+            return (
+                self._running is None
+                and not self._pending
+                and not self._jobs
+                and not self._undelivered
+            )
 
     def shutdown(self, timeout: float = 2.0) -> bool:
         """Stop the worker (cancelling what runs); True when it ended within the timeout."""
         with self._cv:
             self._stop = True
             self._pending.clear()
+            self._jobs.clear()
             self._worker.cancel.set()
             self._cv.notify()
         self._thread.join(timeout)
@@ -502,16 +521,29 @@ class EngineController(QObject):
         torch.set_grad_enabled(False)
         while True:
             with self._cv:
-                while not self._pending and not self._stop:
+                while not self._pending and not self._jobs and not self._stop:
                     self._cv.wait()
                 if self._stop:
                     return
-                kind = min(self._pending, key=PRIORITY.__getitem__)
-                req = self._running = self._pending.pop(kind)
+                job = None
+                if self._pending:
+                    kind = min(self._pending, key=PRIORITY.__getitem__)
+                    req = self._running = self._pending.pop(kind)
+                else:
+                    job = self._jobs[min(self._jobs, key=PRIORITY.__getitem__)]
+                    req = self._running = job.request
                 self._worker.cancel.clear()
             self._deliver.emit("busy")
             try:
+                if job is not None:
+                    self._advance(job)
+                    continue
                 out = self._worker.handle(req)
+                if isinstance(out, Job):
+                    with self._cv:
+                        if self.latest.get(req.kind) == req.id:
+                            self._jobs[req.kind] = out
+                    continue
                 self.computed.append(req.kind)
                 self._emit_result(out)
             except Cancelled:
@@ -522,6 +554,38 @@ class EngineController(QObject):
             finally:
                 with self._cv:
                     self._running = None
-                    idle = not self._pending
+                    idle = not self._pending and not self._jobs
                 if idle:
                     self._deliver.emit("idle")
+
+    def _advance(self, job: Job):
+        """Run a job's steps for about JOB_SLICE seconds (less when a request waits), send
+        them; at the end send the whole result. Raises Cancelled when it was stopped."""
+        steps, finished = [], False
+        t0 = time.perf_counter()
+        try:
+            while True:
+                try:
+                    steps.append(next(job.steps))
+                except StopIteration:
+                    finished = True
+                    break
+                if self._worker.cancel.is_set():
+                    raise Cancelled()
+                if self._pending or time.perf_counter() - t0 >= JOB_SLICE:
+                    break
+        except BaseException:
+            with self._cv:
+                if self._jobs.get(job.kind) is job:
+                    del self._jobs[job.kind]
+            raise
+        with self._cv:
+            if self._jobs.get(job.kind) is not job:
+                return  # replaced or cancelled meanwhile
+            if finished:
+                del self._jobs[job.kind]
+        if steps and not finished:
+            self._emit_result(job.update(steps))
+        if finished:
+            self.computed.append(job.kind)
+            self._emit_result(job.update(steps, final=True))
