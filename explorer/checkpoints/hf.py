@@ -11,22 +11,34 @@ import torch
 
 from ..engine import LoadedModel, ModelSpec, SpecError, Tokenizer, Transformer
 from ..engine.model import rotary_inv_freq
-from . import architectures
+from . import architectures, memory
 from .architectures.common import Config, Mapper
 from .errors import CheckpointError
-from .weights import WeightSource
+from .weights import WeightSource, not_a_file
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MAX_CONFIG = 16 * 1024 * 1024  # a config.json is a few kB; refuse to read a huge one
+MAX_TOKENIZER = 512 * 1024 * 1024  # the largest real tokenizer.json files are ~35 MB
 
 
 def read_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
+        why = not_a_file(folder, "config.json")
+        if why:
+            raise CheckpointError(f"{folder.name}: {why}")
         raise CheckpointError(f"{folder} has no config.json — is it a Hugging Face model folder?")
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG:
+            raise CheckpointError(f"config.json is {memory.gb(size)}: too large to be a config")
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"config.json cannot be read: {e}") from None
+    except CheckpointError:
+        raise
+    except RecursionError:
+        raise CheckpointError("config.json cannot be read: it is nested too deeply") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: JSON, huge integers
+        raise CheckpointError(f"config.json cannot be read: {e}"[:300]) from None
     if not isinstance(raw, dict):
         raise CheckpointError("config.json is not a JSON object")
     return raw
@@ -35,13 +47,17 @@ def read_config(folder: Path) -> dict:
 def model_type(raw: dict) -> str:
     kind = raw.get("model_type")
     if not kind:
-        for arch in raw.get("architectures") or []:
-            kind = architectures.ARCHITECTURES.get(arch)
+        names = raw.get("architectures") or []
+        for arch in names if isinstance(names, list) else []:
+            kind = architectures.ARCHITECTURES.get(arch) if isinstance(arch, str) else None
             if kind:
                 break
-    if kind not in architectures.FAMILIES:
+    if not isinstance(kind, str) or kind not in architectures.FAMILIES:
+        shown = (
+            repr(kind) if isinstance(kind, (str, type(None))) else f"of type {type(kind).__name__}"
+        )
         raise CheckpointError(
-            f"unsupported model_type {kind!r}; supported: {', '.join(architectures.SUPPORTED)}"
+            f"unsupported model_type {shown[:80]}; supported: {', '.join(architectures.SUPPORTED)}"
         )
     return kind
 
@@ -80,6 +96,14 @@ def build_model(spec: ModelSpec, weights: WeightSource, dtype, device) -> Transf
 
 def load_tokenizer(folder: Path, raw: dict) -> Tokenizer:
     """tokenizer.json; else GPT-2's vocab.json + merges.txt; else BERT's vocab.txt."""
+    for name in ("tokenizer.json", "vocab.json", "merges.txt", "vocab.txt"):
+        why = not_a_file(folder, name)
+        if why:
+            raise CheckpointError(f"the tokenizer cannot be read: {why}")
+        path = folder / name
+        if path.is_file() and path.stat().st_size > MAX_TOKENIZER:
+            size = memory.gb(path.stat().st_size)
+            raise CheckpointError(f"{name} is {size}: too large to be a tokenizer")
     try:
         if (folder / "tokenizer.json").is_file():
             return Tokenizer.from_file(folder / "tokenizer.json")
@@ -98,9 +122,9 @@ def load_tokenizer(folder: Path, raw: dict) -> Tokenizer:
             lower = _tokenizer_config(folder).get("do_lower_case", True)
             wp = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=bool(lower))
             return Tokenizer(wp._tokenizer)
-    except CheckpointError:
+    except (CheckpointError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as e:  # tokenizers raises plain Exceptions for broken files
+    except BaseException as e:  # tokenizers raises plain Exceptions, or a Rust panic
         raise CheckpointError(f"the tokenizer cannot be read: {e}"[:500]) from None
     raise CheckpointError(
         f"{folder} has no tokenizer: expected tokenizer.json (or vocab.json + merges.txt, "
@@ -112,7 +136,7 @@ def _tokenizer_config(folder: Path) -> dict:
     try:
         data = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 
@@ -142,6 +166,7 @@ def load(
         say("opening weights")
         weights = WeightSource(folder)
         spec = build_spec(raw, weights)
+        check_numbers(spec, weights, dtype, folder.name)
         say(f"building {kind} ({spec.n_layers} layers x {spec.n_heads} heads)")
         model = build_model(spec, weights, dtype, device)
         say("reading tokenizer")
@@ -149,9 +174,52 @@ def load(
     except CheckpointError:
         raise
     except (OSError, MemoryError) as e:
-        raise CheckpointError(f"cannot load {folder.name}: {type(e).__name__}: {e}") from None
+        raise CheckpointError(f"cannot load {folder.name}: {type(e).__name__}: {e}"[:500]) from None
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError, RecursionError) as e:
+        # a last safety net: the fuzz tests require that no case ever reaches it
+        raise CheckpointError(
+            f"cannot load {folder.name} ({UNEXPECTED}: {type(e).__name__}: {e})"[:500]
+        ) from None
+    check_tokenizer(tokenizer, spec)
+    return LoadedModel(model, tokenizer, name=folder.name, path=str(folder), info={"config": raw})
+
+
+UNEXPECTED = "unexpected error"
+
+
+def check_numbers(spec: ModelSpec, weights: WeightSource, dtype, name: str) -> None:
+    """Refuse a config whose sizes the weight files cannot back, or that cannot fit in memory,
+    from the numbers alone: before the model is built or any tensor allocated.
+
+    A config claiming somewhat more than the files hold (a missing tensor, one layer too
+    many) gets through to build_model, which names the tensor that is missing; one claiming
+    more than twice as much (10**9 layers, a vocabulary of 10**12) is refused here, where
+    building even an empty model of that size would hang or overflow."""
+    claimed = spec.n_params()
+    if claimed > 2 * weights.n_values:
+        raise CheckpointError(
+            f"config.json describes a model of {memory.count(claimed)} parameters, but the "
+            f"weight files hold only {memory.count(weights.n_values)} values: the config does "
+            "not match the weights"
+        )
+    n_tensors = len(weights.names())
+    if 2 * spec.n_layers > n_tensors:  # every layer has at least two weight tensors
+        raise CheckpointError(
+            f"config.json describes {memory.count(spec.n_layers)} layers, but the weight files "
+            f"hold only {n_tensors} tensors: the config does not match the weights"
+        )
+    memory.check_load(spec, dtype, name)
+
+
+def check_tokenizer(tokenizer: Tokenizer, spec: ModelSpec) -> None:
+    """Every id the tokenizer can produce must have a row in the embedding."""
     if tokenizer.vocab_size > spec.vocab_size:
         raise CheckpointError(
             f"the tokenizer has {tokenizer.vocab_size} tokens, the model only {spec.vocab_size}"
         )
-    return LoadedModel(model, tokenizer, name=folder.name, path=str(folder), info={"config": raw})
+    top = tokenizer.max_id
+    if top >= spec.vocab_size:
+        raise CheckpointError(
+            f"the tokenizer has a token with id {top}; the model's vocabulary ends at "
+            f"{spec.vocab_size - 1}"
+        )

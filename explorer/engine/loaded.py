@@ -40,9 +40,14 @@ class LoadedModel:
 
     def encode(self, text: str, truncate: bool = False) -> list[int]:
         """Token ids of a prompt. Raises PromptError for an empty or over-long prompt,
-        unless truncate is set, which keeps the last context_length tokens."""
-        if not text or not text.strip():
+        unless truncate is set, which keeps the last context_length tokens. Lone UTF-16
+        surrogates (pasted from a broken clipboard) are read as U+FFFD: see clean_text."""
+        if not isinstance(text, str):
+            raise PromptError(f"the prompt must be text, not {type(text).__name__}")
+        if not text:
             raise PromptError("the prompt is empty")
+        if not text.strip():
+            raise PromptError("the prompt is empty (it holds only white space)")
         ids = self.tokenizer.encode(text).ids
         if not ids:
             raise PromptError("the prompt has no tokens")

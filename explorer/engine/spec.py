@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 NORMS = ("layernorm", "rmsnorm")
@@ -10,6 +11,7 @@ MLPS = ("gelu", "gated")
 ACTIVATIONS = ("gelu", "gelu_tanh", "silu", "relu")
 ROPE_SCALINGS = ("none", "linear", "llama3")
 LM_HEADS = ("linear", "bert_mlm", "none")
+MAX_SIZE = 2**31 - 1  # no dimension of a real model comes near this; larger ones are errors
 
 
 class SpecError(ValueError):
@@ -61,10 +63,14 @@ class ModelSpec:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise SpecError(f"{name} must be a positive integer, got {v!r}")
-        if not isinstance(self.context_length, int) or self.context_length <= 0:
-            raise SpecError(
-                f"context_length must be a positive integer, got {self.context_length!r}"
-            )
+        c = self.context_length
+        if not isinstance(c, int) or isinstance(c, bool) or c <= 0:
+            raise SpecError(f"context_length must be a positive integer, got {c!r}")
+        for name in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "vocab_size",
+                     "context_length", "n_kv_heads", "token_types", "sliding_window"):  # fmt: skip
+            v = getattr(self, name)
+            if isinstance(v, int) and v > MAX_SIZE:
+                raise SpecError(f"{name} {v:.3g} is larger than any model's (at most {MAX_SIZE})")
         if self.n_kv_heads == 0:
             object.__setattr__(self, "n_kv_heads", self.n_heads)
         if self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads:
@@ -89,7 +95,7 @@ class ModelSpec:
         ):
             if getattr(self, name) not in allowed:
                 raise SpecError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not (self.norm_eps > 0):
+        if not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < math.inf):
             raise SpecError(f"norm_eps must be positive, got {self.norm_eps!r}")
         if self.sliding_window < 0:
             raise SpecError("sliding_window must be >= 0")

@@ -26,6 +26,17 @@ def _byte_decoder() -> dict[str, int]:
 
 
 _BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> tuple[str, int]:
+    """The text with UTF-16 surrogates that stand alone (a broken clipboard, undecodable bytes
+    in argv) replaced by U+FFFD, and surrogate pairs joined into the character they encode.
+    The tokenizers library refuses any surrogate. Returns (text, how many were replaced)."""
+    if not _SURROGATE.search(text):
+        return text, 0
+    fixed = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return fixed, fixed.count("\ufffd") - text.count("\ufffd")
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,14 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.tok.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def max_id(self) -> int:
+        """The largest id the vocabulary (with added tokens) holds; -1 when empty."""
+        return max(self.tok.get_vocab(with_added_tokens=True).values(), default=-1)
+
     def encode(self, text: str, add_special_tokens: bool = True) -> Encoding:
+        """Ids and character offsets; lone surrogates are encoded as U+FFFD (see clean_text)."""
+        text, _ = clean_text(text)
         enc = self.tok.encode(text, add_special_tokens=add_special_tokens)
         return Encoding(list(enc.ids), [tuple(o) for o in enc.offsets])
 

@@ -3,6 +3,7 @@ mapper that fills our state dict from checkpoint tensors with shape checks."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -19,6 +20,19 @@ ACTIVATIONS = {
     "swish": "silu",
     "relu": "relu",
 }
+
+
+def short(v, limit: int = 60) -> str:
+    """repr(v), cut to a length a message can show."""
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def number(v) -> float:
+    """A JSON number as a float; TypeError for text, true/false and anything else."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{short(v)} is not a number")
+    return float(v)
 
 
 class Config:
@@ -38,26 +52,27 @@ class Config:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if not isinstance(v, int) or isinstance(v, bool) or (positive and v <= 0):
-            raise CheckpointError(f"config.json: {key} must be a positive integer, got {v!r}")
+            raise CheckpointError(f"config.json: {key} must be a positive integer, got {short(v)}")
         return v
 
     def float(self, key: str, default=None) -> float:
         v = self.get(key, default)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
-            raise CheckpointError(f"config.json: {key} must be a number, got {v!r}")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise CheckpointError(f"config.json: {key} must be a finite number, got {short(v)}")
         return float(v)
 
     def bool(self, key: str, default=None) -> bool:
         v = self.get(key, default)
         if not isinstance(v, bool):
-            raise CheckpointError(f"config.json: {key} must be true or false, got {v!r}")
+            raise CheckpointError(f"config.json: {key} must be true or false, got {short(v)}")
         return v
 
     def activation(self, key: str, default: str) -> str:
         v = self.get(key, default)
-        if v not in ACTIVATIONS:
+        if not isinstance(v, str) or v not in ACTIVATIONS:
             raise CheckpointError(
-                f"config.json: activation {v!r} is not supported (supported: {sorted(ACTIVATIONS)})"
+                f"config.json: activation {short(v)} is not supported "
+                f"(supported: {sorted(ACTIVATIONS)})"
             )
         return ACTIVATIONS[v]
 
@@ -76,27 +91,28 @@ def rope_settings(cfg: Config, partial_default: float = 1.0) -> dict:
     )
     kind = merged.get("rope_type", merged.get("type", "default"))
     try:
-        theta, partial = float(theta), float(partial)
+        theta, partial = number(theta), number(partial)
         if kind == "default":
             scaling, p = "none", ()
         elif kind == "linear":
-            scaling, p = "linear", (float(merged["factor"]),)
+            scaling, p = "linear", (number(merged["factor"]),)
         elif kind == "llama3":
             scaling = "llama3"
             p = (
-                float(merged["factor"]),
-                float(merged["low_freq_factor"]),
-                float(merged["high_freq_factor"]),
-                float(merged["original_max_position_embeddings"]),
+                number(merged["factor"]),
+                number(merged["low_freq_factor"]),
+                number(merged["high_freq_factor"]),
+                number(merged["original_max_position_embeddings"]),
             )
         else:
             raise CheckpointError(
-                f"config.json: rope type {kind!r} is not supported (supported: default, linear, "
-                "llama3)"
+                f"config.json: rope type {short(kind)} is not supported (supported: default, "
+                "linear, llama3)"
             )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"config.json: incomplete rope settings ({e})") from None
-    if not (theta > 0 and 0 < partial <= 1) or any(not x > 0 for x in p):
+    finite = all(map(math.isfinite, (theta, partial, *p)))
+    if not finite or not (theta > 0 and 0 < partial <= 1) or any(not x > 0 for x in p):
         raise CheckpointError("config.json: rope settings out of range")
     return {
         "rope_theta": theta,

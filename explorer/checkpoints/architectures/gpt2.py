@@ -54,7 +54,7 @@ def load(m: Mapper, s: ModelSpec) -> None:
     d = s.d_model
     m.put("wte.weight", "wte.weight")
     m.put("wpe.weight", "wpe.weight")
-    T = lambda t: t.T  # noqa: E731  Conv1D keeps (in, out)
+    T = lambda t: t.transpose(0, 1) if t.dim() == 2 else t  # noqa: E731  Conv1D: (in, out)
     for l in range(s.n_layers):
         p, o = f"h.{l}.", f"blocks.{l}."
         for ln, ours in (("ln_1", "ln1"), ("ln_2", "ln2")):

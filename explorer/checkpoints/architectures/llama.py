@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...engine.spec import ModelSpec
 from ..errors import CheckpointError
-from .common import Config, Mapper, rope_settings
+from .common import Config, Mapper, rope_settings, short
 
 MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 _BASE = {
@@ -61,7 +61,9 @@ def spec(cfg: Config, weights) -> ModelSpec:
         if any(t != "full_attention" for t in types):
             raise CheckpointError("per-layer sliding-window attention is not supported yet")
     if not isinstance(window, int) or isinstance(window, bool) or window < 0:
-        raise CheckpointError(f"config.json: sliding_window must be an integer, got {window!r}")
+        raise CheckpointError(
+            f"config.json: sliding_window must be an integer, got {short(window)}"
+        )
     bias = cfg.bool("attention_bias")
     return ModelSpec(
         n_layers=cfg.int("num_hidden_layers"),
