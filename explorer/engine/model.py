@@ -55,9 +55,17 @@ def linear(d_in: int, d_out: int, bias: bool) -> nn.Linear:
     return layer
 
 
+def embedding(n: int, d: int) -> nn.Embedding:
+    # an uninitialised table: the weights are loaded or trained, and nn.init.normal_ on the
+    # meta device costs ~1.7 s of lazy torch._dynamo imports at model load
+    return nn.Embedding(n, d, _weight=torch.empty(n, d)).requires_grad_(False)
+
+
 def rotary_inv_freq(spec: ModelSpec) -> torch.Tensor:
     dim = spec.rotary_dim
-    inv = 1.0 / (spec.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    # on the CPU even while a model is built on the meta device (meta ops import torch._dynamo)
+    steps = torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float()
+    inv = 1.0 / (spec.rope_theta ** (steps / dim))
     p = spec.rope_scaling_params
     if spec.rope_scaling == "linear":
         inv = inv / p[0]
@@ -237,14 +245,14 @@ class Transformer(nn.Module):
         super().__init__()
         s = spec
         self.spec = s
-        self.wte = nn.Embedding(s.vocab_size, s.d_model).requires_grad_(False)
+        self.wte = embedding(s.vocab_size, s.d_model)
         if s.positions == "learned":
             n_pos = s.context_length + s.position_offset
-            self.wpe = nn.Embedding(n_pos, s.d_model).requires_grad_(False)
+            self.wpe = embedding(n_pos, s.d_model)
         else:
             self.register_buffer("inv_freq", rotary_inv_freq(s), persistent=False)
         if s.token_types:
-            self.wtt = nn.Embedding(s.token_types, s.d_model).requires_grad_(False)
+            self.wtt = embedding(s.token_types, s.d_model)
         if s.embedding_norm:
             self.ln_emb = Norm(s)
         self.blocks = nn.ModuleList(Block(s) for _ in range(s.n_layers))
