@@ -84,4 +84,4 @@ install-desktop:
 	@echo "installed $(DATA_HOME)/applications/attention-explorer.desktop, starting $(APP_CMD)"
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) .venv-package build dist .pytest_cache
