@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from PySide6.QtCore import QObject, Signal
 
+from ..checkpoints.memory import check_run
 from ..engine import Ablation, Cancelled, LoadedModel, PromptError
 from ..engine.generate import generate_from_run
+from ..engine.tokenizer import clean_text
 from .analysis_worker import JOB_KINDS, JOB_SLICE, AnalysisWorker, Job
 
 # lower number = served first; a run invalidates the kinds after it
@@ -138,6 +140,7 @@ class RunResult:
     top_probs: np.ndarray
     top1_texts: list = field(default_factory=list)  # the top prediction's text per position
     truncated: int = 0  # tokens dropped from the start to fit the context window
+    replaced: int = 0  # lone UTF-16 surrogates in the prompt, read as U+FFFD
     recomputed_from: int = 0  # first layer the ablated run computed itself
     seconds: float = 0.0
     kind: str = "run"
@@ -277,7 +280,10 @@ class Worker(AnalysisWorker):
         ids = lm.encode(req.text, truncate=True)  # PromptError for an empty prompt
         n_all = len(lm.tokenizer.encode(req.text).ids)
         clean = self.clean
-        if clean is None or clean.tokens.tolist() != ids:
+        fresh = clean is None or clean.tokens.tolist() != ids
+        # refuse (NotEnoughMemory, shown in the prompt notice) rather than be killed by the OS
+        check_run(lm.spec, len(ids), lm.dtype, runs=int(fresh) + int(bool(req.ablation)))
+        if fresh:
             clean = lm.run(ids, cancel=self.cancel.is_set)
             self.ablated = None
         if req.ablation:
@@ -316,6 +322,7 @@ class Worker(AnalysisWorker):
             if top_ids.shape[1]
             else [],
             truncated=max(0, n_all - len(ids)),
+            replaced=clean_text(req.text)[1],
             recomputed_from=ablated.recomputed_from if req.ablation else 0,
             seconds=time.perf_counter() - t0,
         )

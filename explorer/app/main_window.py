@@ -409,13 +409,18 @@ class MainWindow(QMainWindow):
             self._on_model(r)
         elif isinstance(r, RunResult):
             self.state.set_run(r)
+            notes = []
             if r.truncated:
-                self.prompt.notice.setText(
+                notes.append(
                     f"The prompt is longer than the model's context window: the first "
                     f"{r.truncated} tokens were left out."
                 )
-            else:
-                self.prompt.notice.setText("")
+            if r.replaced:
+                notes.append(
+                    f"{r.replaced} character(s) that are not valid text (unpaired UTF-16 "
+                    "surrogates, e.g. from the clipboard) were read as \ufffd."
+                )
+            self.prompt.notice.setText(" ".join(notes))
             self.statusBar().showMessage(f"{len(r.ids)} tokens in {r.seconds * 1000:.0f} ms", 3000)
             self.run_shown.emit(r)
 
