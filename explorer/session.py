@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .engine.interventions import MODES, Ablation
+from .engine.tokenizer import clean_text
 
 FORMAT = "attention-explorer-session"
 VERSION = 1
@@ -218,11 +219,14 @@ class Session:
     def save(self, path) -> Path:
         """Write atomically (a half-written file never replaces a good one)."""
         path = Path(path)
-        text = self.dumps()
+        try:
+            text = self.dumps()
+        except (ValueError, TypeError) as e:  # NaN, a non-JSON value, an unpaired surrogate
+            raise SessionError(f"the session cannot be written as JSON: {e}"[:300]) from None
         try:
             fd, tmp = tempfile.mkstemp(prefix=".session-", suffix=".tmp", dir=path.parent)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
                     f.write(text)
                 os.replace(tmp, path)
             except BaseException:
@@ -409,7 +413,9 @@ class _Reader:
             raise self.bad(where, "text", v)
         if len(v) > limit:
             raise SessionError(f"{where} is too long ({len(v)} characters)")
-        return v
+        # JSON may escape unpaired UTF-16 surrogates ("\ud800"), which no file can store as
+        # UTF-8: read them as U+FFFD, or saving the session again would fail
+        return clean_text(v)[0]
 
     def bool(self, v, where: str) -> bool:
         if not isinstance(v, bool):
@@ -441,12 +447,14 @@ class _Reader:
             for k in v:
                 if not isinstance(k, str):
                     raise SessionError(f"{where} has a key that is not text")
-            return {k: self.json(x, f"{where}.{k}", depth + 1) for k, x in v.items()}
+            return {clean_text(k)[0]: self.json(x, f"{where}.{k}", depth + 1) for k, x in v.items()}
         if isinstance(v, list):
             return [self.json(x, f"{where}[{i}]", depth + 1) for i, x in enumerate(v)]
         if isinstance(v, float) and not math.isfinite(v):
             raise self.bad(where, "a finite number", v)
-        if v is None or isinstance(v, (str, int, float, bool)):
+        if isinstance(v, str):
+            return clean_text(v)[0]
+        if v is None or isinstance(v, (int, float, bool)):
             return v
         raise self.bad(where, "a JSON value", v)
 

@@ -64,13 +64,15 @@ def _read_int(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _cgroup_available() -> int | None:
-    """limit - (usage - reclaimable page cache) of the cgroup we run in (v2, then v1)."""
+def _cgroup_available(
+    v2: Path = Path("/sys/fs/cgroup"), v1: Path = Path("/sys/fs/cgroup/memory")
+) -> int | None:
+    """limit - (usage - reclaimable page cache) of the container's cgroup (v2, then v1);
+    None when there is no limit."""
     for base, limit_name, usage_name, inactive in (
-        (Path("/sys/fs/cgroup"), "memory.max", "memory.current", "inactive_file"),
-        (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes", "memory.usage_in_bytes",
-         "total_inactive_file"),
-    ):  # fmt: skip
+        (v2, "memory.max", "memory.current", "inactive_file"),
+        (v1, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+    ):
         limit = _read_int(base / limit_name)
         if limit is None or limit >= NO_LIMIT:
             continue
@@ -160,7 +162,7 @@ def run_bytes(spec: ModelSpec, n_tokens: int, dtype, runs: int = 1) -> int:
 def gb(n: int | float) -> str:
     """Bytes as a short decimal size: '14.2 GB', '350 MB'."""
     if n >= 10**17:
-        return f"about 10^{len(str(int(n))) - 9} GB"
+        return f"about 10^{len(str(int(n))) - 10} GB"
     if n >= 1e9:
         return f"{n / 1e9:.1f} GB"
     if n >= 1e6:
