@@ -55,3 +55,62 @@ def tiny(tmp_path_factory):
         return built[key]
 
     return get
+
+
+# --- offline: no test reaches the network -------------------------------------------------
+
+
+class NetworkBlocked(ConnectionRefusedError):
+    """Raised by any attempt to reach a host other than this machine during the tests."""
+
+
+def _is_local(address) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX paths (str/bytes), abstract sockets
+        return True
+    host = str(address[0]) if isinstance(address, tuple) and address else ""
+    return host in ("localhost", "", "::1", "0.0.0.0", "::") or host.startswith("127.")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_network():
+    """Make every socket connection (TCP, UDP sendto, DNS lookups) to anything but this
+    machine fail for the whole run: the app and its tests must work offline. Local and unix
+    sockets (Qt, multiprocessing) still work. tests/reliability/test_offline.py checks it."""
+    import socket
+
+    saved = {
+        "connect": socket.socket.connect,
+        "connect_ex": socket.socket.connect_ex,
+        "sendto": socket.socket.sendto,
+        "getaddrinfo": socket.getaddrinfo,
+    }
+
+    def guard(address):
+        if not _is_local(address):
+            raise NetworkBlocked(f"network access is blocked in the tests: {address!r}")
+
+    def connect(self, address):
+        guard(address)
+        return saved["connect"](self, address)
+
+    def connect_ex(self, address):
+        guard(address)
+        return saved["connect_ex"](self, address)
+
+    def sendto(self, data, *args):
+        guard(args[-1])
+        return saved["sendto"](self, data, *args)
+
+    def getaddrinfo(host, *args, **kw):
+        guard((host.decode() if isinstance(host, bytes) else host or "",))
+        return saved["getaddrinfo"](host, *args, **kw)
+
+    socket.socket.connect = connect
+    socket.socket.connect_ex = connect_ex
+    socket.socket.sendto = sendto
+    socket.getaddrinfo = getaddrinfo
+    yield NetworkBlocked
+    socket.socket.connect = saved["connect"]
+    socket.socket.connect_ex = saved["connect_ex"]
+    socket.socket.sendto = saved["sendto"]
+    socket.getaddrinfo = saved["getaddrinfo"]
