@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
 # perceptually uniform sequential maps; all readable with colour-vision deficiencies
@@ -78,6 +78,80 @@ class TokenAxis(pg.AxisItem):
         return out
 
 
+class CellText(pg.GraphicsObject):
+    """Text inside the cells of a heatmap, drawn only where a cell is large enough on screen
+    (zooming in shows more); black or white, whichever reads better on the cell's colour."""
+
+    MIN_W, MIN_H = 16, 10  # pixels a cell needs before its text is drawn
+
+    def __init__(self, heatmap: Heatmap):
+        super().__init__()
+        self.heatmap = heatmap
+        self.texts: list[list[str]] = []
+        self.elide = True  # False: a text that does not fit is left out (numbers)
+        self.setZValue(3)
+
+    def set_texts(self, texts, elide: bool = True):
+        self.prepareGeometryChange()
+        self.texts = [list(r) for r in texts] if texts is not None else []
+        self.elide = elide
+        self.update()
+
+    def boundingRect(self):
+        rows = len(self.texts)
+        cols = len(self.texts[0]) if rows else 0
+        return QRectF(0, 0, cols, rows)
+
+    def paint(self, p: QPainter, *args):
+        if not self.texts:
+            return
+        tr = p.transform()
+        w, h = abs(tr.m11()), abs(tr.m22())
+        if w < self.MIN_W or h < self.MIN_H:
+            return
+        hm = self.heatmap
+        data = hm.data
+        lo, hi = hm.colorbar.levels()
+        lut = hm.colorbar.colorMap().getLookupTable(nPts=64)
+        inv, ok = tr.inverted()
+        dev = p.device()
+        view = inv.mapRect(QRectF(0, 0, dev.width(), dev.height())) if ok else self.boundingRect()
+        rows, cols = len(self.texts), len(self.texts[0])
+        r0, r1 = max(0, int(view.top()) - 1), min(rows, int(np.ceil(view.bottom())) + 1)
+        c0, c1 = max(0, int(view.left()) - 1), min(cols, int(np.ceil(view.right())) + 1)
+        font = QFont(p.font())
+        font.setPixelSize(int(max(8, min(h * 0.6, 13))))
+        fm = QFontMetrics(font)
+        if w < fm.averageCharWidth() * 3 + 2:
+            return  # no room for three characters: the hover read-out tells
+        p.save()
+        p.resetTransform()
+        p.setFont(font)
+        for r in range(r0, r1):
+            for c in range(c0, c1):
+                text = self.texts[r][c]
+                if not text:
+                    continue
+                rect = tr.mapRect(QRectF(c, r, 1, 1)).adjusted(1, 0, -1, 0)
+                if self.elide:
+                    shown = fm.elidedText(text, Qt.TextElideMode.ElideRight, int(rect.width()))
+                else:
+                    shown = text if fm.horizontalAdvance(text) <= rect.width() else ""
+                if not shown:
+                    continue
+                v = data[r, c] if r < data.shape[0] and c < data.shape[1] else np.nan
+                dark_cell = False
+                if np.isfinite(v):
+                    f = 0.0 if hi <= lo else min(1.0, max(0.0, (v - lo) / (hi - lo)))
+                    cr, cg, cb = lut[int(round(f * (len(lut) - 1)))][:3]
+                    dark_cell = QColor(int(cr), int(cg), int(cb)).lightnessF() < 0.55
+                    p.setPen(QColor("white") if dark_cell else QColor("black"))
+                else:
+                    p.setPen(hm.getPlotItem().getAxis("left").textPen().color())
+                p.drawText(rect, Qt.AlignmentFlag.AlignCenter, shown)
+        p.restore()
+
+
 class Heatmap(pg.PlotWidget):
     """A T x T (or any rows x cols) matrix with token labels and a hover read-out."""
 
@@ -100,11 +174,22 @@ class Heatmap(pg.PlotWidget):
         )
         self.colorbar.setImageItem(self.image, insert_in=plot)
         self.data = np.zeros((0, 0), np.float32)
+        self.cell_text: CellText | None = None
         self.scene().sigMouseMoved.connect(self._on_move)
         self.scene().sigMouseClicked.connect(self._on_click)
 
     def set_colormap(self, name: str):
         self.colorbar.setColorMap(colormap(name))
+        if self.cell_text is not None:
+            self.cell_text.update()
+
+    def set_cell_texts(self, texts, elide: bool = True):
+        """Text in each cell (rows x cols of str; None clears), where cells are big enough;
+        elide=False leaves out a text that does not fit whole (a number)."""
+        if self.cell_text is None:
+            self.cell_text = CellText(self)
+            self.addItem(self.cell_text)
+        self.cell_text.set_texts(texts, elide)
 
     def set_levels(self, lo: float, hi: float):
         self.colorbar.setLevels((lo, hi))
@@ -177,6 +262,7 @@ class HeadGrid(pg.PlotWidget):
         self.n_layers = self.n_heads = 0
         self.cell = 1
         self.marks: dict[tuple[int, int], QGraphicsRectItem] = {}
+        self.badges: dict[tuple[int, int], pg.TextItem] = {}
         self.selected = QGraphicsRectItem()
         self.selected.setPen(pg.mkPen(QColor("#ff5a36"), width=3, cosmetic=True))
         self.selected.setZValue(10)
@@ -205,6 +291,8 @@ class HeadGrid(pg.PlotWidget):
         self.top_axis.setTicks([[(centres[h], f"H{h}") for h in range(H)]])
         for (l, h), item in self.marks.items():
             item.setRect(QRectF(h * self.cell, l * self.cell, t, t))
+        for (l, h), item in self.badges.items():
+            item.setPos(h * self.cell, l * self.cell)
         if shape_changed:
             self.getPlotItem().getViewBox().setRange(
                 xRange=(0, mosaic.shape[1]), yRange=(0, mosaic.shape[0]), padding=0.02
@@ -239,6 +327,29 @@ class HeadGrid(pg.PlotWidget):
                 item.setZValue(5)
                 self.addItem(item)
                 self.marks[(l, h)] = item
+
+    def set_badges(self, badges: dict[tuple[int, int], tuple[str, str]]):
+        """Small labels in the top-left corner of thumbnails: {(layer, head): (text, colour)},
+        e.g. a head's role ("ind" on magenta). An empty dict removes them."""
+        for key in list(self.badges):
+            self.removeItem(self.badges.pop(key))
+        font = QFont(self.font())
+        size = font.pointSizeF()
+        if size > 0:
+            font.setPointSizeF(max(6.0, size * 0.75))
+        for (l, h), (text, colour) in badges.items():
+            fill = QColor(colour)
+            fill.setAlpha(225)
+            item = pg.TextItem(text, color="white", fill=fill, anchor=(0, 0))
+            item.setFont(font)
+            item.setPos(h * self.cell, l * self.cell)
+            item.setZValue(8)
+            item.setToolTip(text)
+            self.addItem(item)
+            self.badges[(l, h)] = item
+
+    def badge_texts(self) -> dict[tuple[int, int], str]:
+        return {k: item.textItem.toPlainText() for k, item in self.badges.items()}
 
     def head_at(self, scene_pos) -> tuple[int, int]:
         vb = self.getPlotItem().getViewBox()
