@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QTabBar,
     QVBoxLayout,
     QWidget,
 )
@@ -25,16 +26,22 @@ from ..checkpoints.demo import demo_available, demo_model_dir, example_prompts
 from .compute import EngineController, Failure, LoadRequest, ModelInfo, RunRequest, RunResult
 from .docks.ablation import AblationDock
 from .docks.attention import AttentionDock
+from .docks.dla import DLADock
 from .docks.generation import GenerationDock
+from .docks.lens import LensDock
+from .docks.patching import PatchingDock
 from .docks.predictions import PredictionsDock
+from .docks.roles import RolesDock
+from .docks.rollout import RolloutDock
 from .docks.scenes import ScenesDock
+from .docks.sweep import SweepDock
 from .docks.tokens import TokensDock
 from .export import Exporter
 from .presentation import SHORTCUTS, Presenter
 from .sessions import SessionController
 from .state import AppState
 
-STATE_VERSION = 5  # bump when the dock set changes: old saved layouts are then ignored
+STATE_VERSION = 6  # bump when the dock set changes: old saved layouts are then ignored
 THROTTLE_MS = 150
 MAX_RECENT = 8
 DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -121,9 +128,12 @@ class MainWindow(QMainWindow):
             cls.name: cls(self.state, self.controller, self)
             for cls in (
                 TokensDock, AttentionDock, AblationDock, PredictionsDock, GenerationDock,
-                ScenesDock,
+                ScenesDock, RolesDock, SweepDock, LensDock, DLADock, PatchingDock, RolloutDock,
             )
         }  # fmt: skip
+        self.docks["roles"].attach(self.docks["attention"])
+        self.docks["patching"].prompt_text = lambda: self.prompt.text()
+        self.tabifiedDockWidgetActivated.connect(lambda _: self.hide_stale_tab_bars())
         self._default_layout()
         self.presenter = Presenter(self, settings)
         self.sessions = SessionController(self, settings)
@@ -155,7 +165,8 @@ class MainWindow(QMainWindow):
 
     def _default_layout(self):
         """Prompt and tokens on top; ablation, attention, predictions in the middle row;
-        generation along the bottom."""
+        generation along the bottom. The analyses are tabs: the wide ones (sweep, lens,
+        patching, rollout) behind Attention, head roles and attribution behind Predictions."""
         d = self.docks
         self.setDockNestingEnabled(True)
         for dock in d.values():
@@ -175,6 +186,13 @@ class MainWindow(QMainWindow):
         self.addDockWidget(right, d["predictions"])
         self.splitDockWidget(d["attention"], d["predictions"], Qt.Orientation.Horizontal)
         self.addDockWidget(bottom, d["generation"])
+        for group, names in (
+            ("attention", ("sweep", "lens", "patching", "rollout")),
+            ("predictions", ("roles", "dla")),
+        ):
+            for name in names:
+                self.tabifyDockWidget(d[group], d[name])
+            d[group].raise_()
         H = Qt.Orientation.Horizontal
         self.resizeDocks([d["prompt"], d["tokens"]], [560, 940], H)
         self.resizeDocks([d["ablation"], d["attention"], d["predictions"]], [300, 800, 400], H)
@@ -182,6 +200,31 @@ class MainWindow(QMainWindow):
             [d["prompt"], d["attention"], d["generation"]], [190, 560, 150], Qt.Orientation.Vertical
         )
         self.resizeDocks([d["ablation"], d["scenes"]], [400, 160], Qt.Orientation.Vertical)
+
+    def restoreState(self, state, version: int = 0) -> bool:
+        ok = super().restoreState(state, version)
+        QTimer.singleShot(0, self.hide_stale_tab_bars)
+        return ok
+
+    def showEvent(self, ev):
+        super().showEvent(ev)
+        QTimer.singleShot(0, self.hide_stale_tab_bars)
+
+    def hide_stale_tab_bars(self) -> int:
+        """Qt 6.11 leaves the tab bars of earlier dock layouts on screen after tabifying and
+        after restoreState: old copies drawn over and next to the live ones. Qt makes a new bar
+        for every tab group it lays out and never reuses one, so a bar that shares a dock with
+        a newer bar is an old copy: hide it. Returns how many were hidden."""
+        bars = [c for c in self.children() if isinstance(c, QTabBar)]  # oldest first
+        seen: set[str] = set()
+        hidden = 0
+        for bar in reversed(bars):
+            titles = {bar.tabText(i) for i in range(bar.count())}
+            if titles & seen and not bar.isHidden():
+                bar.hide()
+                hidden += 1
+            seen |= titles
+        return hidden
 
     def reset_layout(self):
         if not self.restoreState(self.default_state, STATE_VERSION):
