@@ -50,10 +50,10 @@ def signed(v: float) -> str:
 
 
 def percent(v: float) -> str:
-    """A fraction as a whole percentage without the sign ("" for nan)."""
+    """A percentage, whole, without the % sign ("" for nan)."""
     if not np.isfinite(v):
         return ""
-    text = f"{v * 100:.0f}"
+    text = f"{v:.0f}"
     return "0" if text == "-0" else text.replace("-", "−")
 
 

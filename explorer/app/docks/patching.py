@@ -205,11 +205,11 @@ class PatchingDock(JobDock):
         L, H = m.n_layers, m.n_heads
         self.heads.set_matrix(
             np.full((L, H), np.nan), [f"L{l}" for l in range(L)], [f"H{h}" for h in range(H)],
-            (-1.0, 1.0),
+            (-100.0, 100.0),
         )  # fmt: skip
         self.resid.set_matrix(
             np.full((L, len(info["texts"])), np.nan), [f"L{l}" for l in range(L)],
-            info["texts"], (-1.0, 1.0),
+            info["texts"], (-100.0, 100.0),
         )  # fmt: skip
         self.heads.reset_view()
         self.resid.reset_view()
@@ -232,10 +232,10 @@ class PatchingDock(JobDock):
         r, info = self.result, self.info
         if r is None or info is None:
             return
-        heads, resid = r.restored_heads, r.restored_resid
+        heads, resid = 100 * r.restored_heads, 100 * r.restored_resid  # percent
         both = np.concatenate([heads.ravel(), resid.ravel()])
         finite = np.abs(both[np.isfinite(both)])
-        lim = max(1.0, float(finite.max()) if finite.size else 1.0)
+        lim = max(100.0, float(finite.max()) if finite.size else 100.0)
         for view, m in ((self.heads, heads), (self.resid, resid)):
             view.set_matrix(m, levels=(-lim, lim))
             view.set_cell_texts(number_texts(m, percent), elide=False)
@@ -270,7 +270,7 @@ class PatchingDock(JobDock):
         if not np.isfinite(value):
             self.readout.setText(f"{where}: not computed yet")
             return
-        self.readout.setText(f"{where}: restores {value:.1%} (metric {raw:+.3f})")
+        self.readout.setText(f"{where}: restores {value:.1f}% (metric {raw:+.3f})")
 
     # --- export -----------------------------------------------------------------------------
 

@@ -102,17 +102,19 @@ class RolloutDock(QuickAnalysisDock):
             self.heading.setText("")
             return
         L = r.layers.shape[0]
-        hi = max(float(r.layers.max()), 1e-6)
-        self.heatmap.set_matrix(r.layers, [f"L{l}" for l in range(L)], r.tokens, (0.0, hi))
+        self.heatmap.set_matrix(r.layers, [f"L{l}" for l in range(L)], r.tokens, (0.0, top(r)))
         if self.tokens.texts != r.tokens:
             self.tokens.set_tokens(r.tokens)
         self.color_tokens()
         self.tokens.set_selected(r.position)
-        top = np.argsort(-r.scores)[:3]
-        parts = ", ".join(f"“{esc(visible_label(r.tokens[i], 20))}” {r.scores[i]:.0%}" for i in top)
+        others = [i for i in np.argsort(-r.scores) if i != r.position][:3]
+        parts = ", ".join(
+            f"“{esc(visible_label(r.tokens[i], 20))}” ({i}) {r.scores[i]:.0%}" for i in others
+        )
         self.heading.setText(
             f"From position {r.position} “{esc(visible_label(r.tokens[r.position], 24))}”, "
-            f"through all layers: {parts}"
+            f"through all layers: itself {r.scores[r.position]:.0%}, then {parts}. (Colours "
+            "are scaled to the other tokens: the token itself may saturate.)"
         )
 
     def color_tokens(self):
@@ -120,7 +122,8 @@ class RolloutDock(QuickAnalysisDock):
         if r is None:
             return
         lut = colormap(self.state.colormap).getLookupTable(nPts=256)
-        hi = max(float(r.scores.max()), 1e-6)
+        others = np.delete(r.scores, r.position)
+        hi = max(float(others.max()) if others.size else float(r.scores.max()), 1e-6)
         tips = [f"#{i} {esc(repr(t))}: rollout {v:.3f}" for i, (t, v) in enumerate(
             zip(r.tokens, r.scores))]  # fmt: skip
         self.tokens.set_values(r.scores, (0.0, hi), lut, tips)
@@ -153,3 +156,11 @@ class RolloutDock(QuickAnalysisDock):
         for (l, p), v in np.ndenumerate(r.layers):
             t.rows.append([r.position, l, p, r.tokens[p], v])
         return {"Attention rollout": t}
+
+
+def top(r: RolloutResult) -> float:
+    """The colour scale's top: the largest value outside the selected position's own column
+    (which the residual connection makes large, washing out the rest)."""
+    others = np.delete(r.layers, r.position, axis=1)
+    hi = float(others.max()) if others.size else float(r.layers.max())
+    return max(hi, 1e-6)
