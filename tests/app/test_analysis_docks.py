@@ -184,7 +184,7 @@ def test_a_new_sweep_cancels_the_running_one(qtbot, window, gpt2, slow_steps):
     assert window.controller.computed.count("sweep") == 1
 
 
-def test_stop_and_a_new_run_mark_the_sweep(qtbot, window, gpt2, slow_steps):
+def test_stop_and_a_new_run_during_a_sweep(qtbot, window, gpt2, slow_steps):
     open_model(qtbot, window, gpt2.folder, PROMPT)
     sweep = show_dock(qtbot, window, "sweep")
     seen = record_updates(window, "sweep")
@@ -194,10 +194,17 @@ def test_stop_and_a_new_run_mark_the_sweep(qtbot, window, gpt2, slow_steps):
     assert "Stopped after" in sweep.status.text()
     wait_ready(qtbot, window)
     assert not seen[-1].final and window.controller.is_idle()
-    # a finished sweep on top of the ablation is stale once the ablation changes
+    # a new run (here: an ablation) is served between the steps and does not stop the
+    # sweep, which is then stale: it was computed on top of the old ablation
+    runs_while_sweeping = []
+    window.run_shown.connect(lambda r: runs_while_sweeping.append(sweep.running))
     sweep.start()
-    qtbot.waitUntil(lambda: not sweep.running, timeout=20000)
+    job = sweep.job_id
+    qtbot.waitUntil(lambda: any(u.id == job for u in seen), timeout=10000)
     window.state.set_ablation(Ablation.of([(0, 1)]))
+    qtbot.waitUntil(lambda: not sweep.running, timeout=20000)
+    assert runs_while_sweeping == [True]
+    assert seen[-1].final and seen[-1].id == job
     wait_ready(qtbot, window)
     assert sweep.stale and "Stale" in sweep.status.text()
 
