@@ -546,6 +546,8 @@ class EngineController(QObject):
                     self._advance(job)
                     continue
                 out = self._worker.handle(req)
+                if self._stop:
+                    return  # the window closed while this ran: nobody waits for it
                 if isinstance(out, Job):
                     with self._cv:
                         if self.latest.get(req.kind) == req.id:
@@ -555,14 +557,18 @@ class EngineController(QObject):
                 self._emit_result(out)
             except Cancelled:
                 pass
-            except Exception as e:  # shown to the user; the worker keeps serving
+            except BaseException as e:  # shown to the user; the worker keeps serving. Not only
+                # Exception: a Rust library's panic (pyo3's PanicException) is a BaseException,
+                # and letting it end this thread would leave the window waiting forever
+                if self._stop:
+                    return
                 msg = str(e) or type(e).__name__
                 self._emit_result(Failure(req.id, req.kind, msg, traceback.format_exc()))
             finally:
                 with self._cv:
                     self._running = None
                     idle = not self._pending and not self._jobs
-                if idle:
+                if idle and not self._stop:
                     self._deliver.emit("idle")
 
     def _advance(self, job: Job):

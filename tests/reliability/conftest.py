@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 FIGURES: dict[str, str] = {}  # test name -> one line of measured figures
@@ -18,3 +20,33 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("reliability figures")
         for name, line in FIGURES.items():
             terminalreporter.write_line(f"{name}: {line}")
+
+
+# --- the window, for the GUI tests here (as tests/app/conftest.py makes it) -------------------
+
+
+@pytest.fixture
+def qt_settings(tmp_path):
+    """Qt offscreen; QSettings under tmp_path, never the user's real configuration."""
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QSettings
+
+    from explorer.app.main import make_app
+
+    make_app()
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
+    QSettings().clear()
+    yield
+    QSettings().clear()
+
+
+@pytest.fixture
+def window(qt_settings, qtbot):
+    from explorer.app.main_window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()

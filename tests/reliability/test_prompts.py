@@ -11,7 +11,7 @@ import pytest
 
 from explorer.engine import PromptError
 from explorer.engine.tokenizer import clean_text
-from tests.app.conftest import isolated_settings, open_model, wait_ready, window  # noqa: F401
+from tests.app.conftest import open_model, wait_ready
 
 CONTROL = "tab\there\rcarriage \x00nul \x1b[31mescape\x1b[0m \x7f del \u200b zero-width \x0c"
 RTL = "\u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627 \u202eevil override\u202c end"
@@ -101,7 +101,7 @@ PROMPT = "When Mary and John went to the store, John gave a drink to"
 
 
 @pytest.mark.parametrize("text", NORMAL, ids=["control", "rtl", "emoji"])
-def test_window_shows_unusual_prompts_exactly(qtbot, window, tiny, text):  # noqa: F811
+def test_window_shows_unusual_prompts_exactly(qtbot, window, tiny, text):
     m = tiny("gpt2")
     open_model(qtbot, window, m.folder, PROMPT)
     window.prompt.editor.setPlainText(text)
@@ -113,7 +113,7 @@ def test_window_shows_unusual_prompts_exactly(qtbot, window, tiny, text):  # noq
     assert window.prompt.notice.text() == ""
 
 
-def test_window_white_space_and_100k_characters(qtbot, window, tiny):  # noqa: F811
+def test_window_white_space_and_100k_characters(qtbot, window, tiny):
     m = tiny("gpt2")
     open_model(qtbot, window, m.folder, PROMPT)
     before = window.state.run
@@ -131,7 +131,7 @@ def test_window_white_space_and_100k_characters(qtbot, window, tiny):  # noqa: F
     assert f"the first {total - n} tokens were left out" in window.prompt.notice.text()
 
 
-def test_window_says_when_surrogates_were_replaced(qtbot, window, tiny):  # noqa: F811
+def test_window_says_when_surrogates_were_replaced(qtbot, window, tiny):
     """Qt drops unpaired surrogates typed or pasted into the editor; a prompt that reaches the
     worker another way (a session, a script) has them replaced, and the notice says so."""
     from explorer.app.compute import RunRequest
@@ -149,7 +149,7 @@ def test_window_says_when_surrogates_were_replaced(qtbot, window, tiny):  # noqa
     assert "character(s)" not in window.prompt.notice.text()
 
 
-def test_window_refuses_a_run_that_would_not_fit_in_memory(qtbot, window, tiny, monkeypatch):  # noqa: F811
+def test_window_refuses_a_run_that_would_not_fit_in_memory(qtbot, window, tiny, monkeypatch):
     from explorer.checkpoints import memory
 
     m = tiny("gpt2")
