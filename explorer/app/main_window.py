@@ -78,7 +78,7 @@ class PromptPanel(QWidget):
         lay.addWidget(self.notice)
         self.items: list[dict] = []
         self.examples.activated.connect(self._pick)
-        self.editor.textChanged.connect(lambda: self.edited.emit(self.text()))
+        self.editor.textChanged.connect(self._on_text)
 
     def set_examples(self, items: list[dict]):
         self.items = items
@@ -86,6 +86,14 @@ class PromptPanel(QWidget):
         self.examples.addItem("—")
         for it in items:
             self.examples.addItem(it.get("name", it["text"][:30]))
+
+    def _on_text(self):
+        text = self.text()
+        # the list names the example being shown, "—" once the text is the user's own
+        match = next((i + 1 for i, it in enumerate(self.items) if it["text"] == text), 0)
+        if self.examples.currentIndex() != match:
+            self.examples.setCurrentIndex(match)
+        self.edited.emit(text)
 
     def _pick(self, index: int):
         if index > 0:
