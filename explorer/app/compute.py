@@ -282,7 +282,7 @@ class Worker(AnalysisWorker):
         clean = self.clean
         fresh = clean is None or clean.tokens.tolist() != ids
         # refuse (NotEnoughMemory, shown in the prompt notice) rather than be killed by the OS
-        check_run(lm.spec, len(ids), lm.dtype, runs=int(fresh) + int(bool(req.ablation)))
+        check_run(lm.spec, len(ids), lm.dtype, int(fresh) + int(bool(req.ablation)), lm.device)
         if fresh:
             clean = lm.run(ids, cancel=self.cancel.is_set)
             self.ablated = None

@@ -166,7 +166,7 @@ def load(
         say("opening weights")
         weights = WeightSource(folder)
         spec = build_spec(raw, weights)
-        check_numbers(spec, weights, dtype, folder.name)
+        check_numbers(spec, weights, dtype, folder.name, device)
         say(f"building {kind} ({spec.n_layers} layers x {spec.n_heads} heads)")
         model = build_model(spec, weights, dtype, device)
         say("reading tokenizer")
@@ -187,7 +187,9 @@ def load(
 UNEXPECTED = "unexpected error"
 
 
-def check_numbers(spec: ModelSpec, weights: WeightSource, dtype, name: str) -> None:
+def check_numbers(
+    spec: ModelSpec, weights: WeightSource, dtype, name: str, device: str = "cpu"
+) -> None:
     """Refuse a config whose sizes the weight files cannot back, or that cannot fit in memory,
     from the numbers alone: before the model is built or any tensor allocated.
 
@@ -208,7 +210,7 @@ def check_numbers(spec: ModelSpec, weights: WeightSource, dtype, name: str) -> N
             f"config.json describes {memory.count(spec.n_layers)} layers, but the weight files "
             f"hold only {n_tensors} tensors: the config does not match the weights"
         )
-    memory.check_load(spec, dtype, name)
+    memory.check_load(spec, dtype, name, device)
 
 
 def check_tokenizer(tokenizer: Tokenizer, spec: ModelSpec) -> None:

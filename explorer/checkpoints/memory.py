@@ -31,10 +31,16 @@ class NotEnoughMemory(MemoryError):
 # --- how much is there -------------------------------------------------------------------
 
 
-def available_bytes() -> int | None:
-    """Memory this process can still allocate without swapping, or None when unknown (then no
-    check refuses anything). Linux: /proc/meminfo MemAvailable, lowered by a container's
-    cgroup limit; Windows: GlobalMemoryStatusEx; elsewhere None."""
+def available_bytes(device="cpu") -> int | None:
+    """Memory this process can still allocate on device without swapping, or None when
+    unknown (then no check refuses anything). CUDA: the device's free memory. CPU on Linux:
+    /proc/meminfo MemAvailable, lowered by a container's cgroup limit; Windows:
+    GlobalMemoryStatusEx; elsewhere None."""
+    if str(device).startswith("cuda"):
+        try:
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except (RuntimeError, AssertionError, ValueError):
+            return None
     if sys.platform.startswith("linux"):
         free = _meminfo_available()
         limited = _cgroup_available()
@@ -180,15 +186,19 @@ def count(n: int) -> str:
     return f"{n:,}"
 
 
-def check_load(spec: ModelSpec, dtype, name: str = "the model") -> int:
+def _where(device) -> str:
+    return "GPU memory" if str(device).startswith("cuda") else "memory"
+
+
+def check_load(spec: ModelSpec, dtype, name: str = "the model", device="cpu") -> int:
     """Raise CheckpointError when the weights at dtype cannot fit; returns the bytes needed."""
     need = weights_bytes(spec, dtype)
-    have = available_bytes()
+    have = available_bytes(device)
     if have is not None and need > have:
         dt = str(dtype).replace("torch.", "")
         raise CheckpointError(
-            f"{name} needs {gb(need)} of memory ({count(spec.n_params())} parameters at "
-            f"{dt}), {gb(have)} available — close other programs or choose a smaller dtype"
+            f"{name} needs {gb(need)} of {_where(device)} ({count(spec.n_params())} parameters "
+            f"at {dt}), {gb(have)} available — close other programs or choose a smaller dtype"
         )
     return need
 
@@ -208,17 +218,17 @@ def max_tokens(spec: ModelSpec, dtype, runs: int, have: int) -> int:
     return lo
 
 
-def check_run(spec: ModelSpec, n_tokens: int, dtype, runs: int = 1) -> int:
+def check_run(spec: ModelSpec, n_tokens: int, dtype, runs: int = 1, device="cpu") -> int:
     """Raise NotEnoughMemory when `runs` new Runs of n_tokens would not fit; returns the
     bytes needed."""
     need = run_bytes(spec, n_tokens, dtype, runs)
-    have = available_bytes()
+    have = available_bytes(device)
     if have is not None and need > have:
         fit = max_tokens(spec, dtype, runs, have)
         hint = f"; at most about {fit:,} tokens would fit" if fit else ""
         raise NotEnoughMemory(
-            f"a prompt of {n_tokens:,} tokens needs {gb(need)} of memory, {gb(have)} "
-            f"available{hint}",
+            f"a prompt of {n_tokens:,} tokens needs {gb(need)} of {_where(device)}, "
+            f"{gb(have)} available{hint}",
             need,
             have,
         )

@@ -56,7 +56,7 @@ def available(monkeypatch):
     """available(n): make the guard believe n bytes are free."""
 
     def set_to(n):
-        monkeypatch.setattr(memory, "available_bytes", lambda: n)
+        monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": n)
 
     return set_to
 
@@ -167,3 +167,34 @@ def test_worker_refuses_a_run_that_would_not_fit(tiny, available):
     with pytest.raises(MemoryError, match="needs .* available"):
         w.do_run(RunRequest("the store " * 20))
     assert w.clean.tokens.tolist() == r.ids  # the previous run is kept
+
+
+def test_on_a_gpu_the_guard_reads_the_device_memory(monkeypatch):
+    spec = ModelSpec(
+        n_layers=32, n_heads=32, d_model=4096, d_head=128, d_mlp=11008, vocab_size=32000,
+        context_length=4096, mlp="gated",
+    )  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * GB, 80 * GB))
+    assert memory.available_bytes("cuda:0") == 8 * GB
+    with pytest.raises(CheckpointError, match=r"13\.5 GB of GPU memory .* 8\.0 GB available"):
+        memory.check_load(spec, torch.bfloat16, "llama", device="cuda")
+    with pytest.raises(MemoryError, match="of GPU memory"):
+        memory.check_run(spec, 50_000, torch.bfloat16, runs=2, device="cuda:0")
+
+    def no_cuda(device=None):
+        raise RuntimeError("no CUDA GPUs are available")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", no_cuda)
+    assert memory.available_bytes("cuda") is None
+
+
+def test_the_window_shows_why_a_model_was_refused(qtbot, window, tmp_path, available, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: shown.append(a[2]))
+    available(6_100_000_000)
+    window.load_model(str(fake_llama_7b(tmp_path / "llama-7b")))
+    qtbot.waitUntil(lambda: bool(shown), timeout=10000)
+    assert "needs 27.0 GB" in shown[0] and "6.1 GB available" in shown[0]
+    assert window.state.model is None and window.controller._thread.is_alive()

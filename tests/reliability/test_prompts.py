@@ -155,7 +155,7 @@ def test_window_refuses_a_run_that_would_not_fit_in_memory(qtbot, window, tiny, 
     m = tiny("gpt2")
     open_model(qtbot, window, m.folder, PROMPT)
     before = window.state.run
-    monkeypatch.setattr(memory, "available_bytes", lambda: 50_000)
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 50_000)
     window.prompt.editor.setPlainText(PROMPT + " again")
     qtbot.waitUntil(lambda: "available" in window.prompt.notice.text(), timeout=10000)
     notice = window.prompt.notice.text()
