@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# before pytest-qt's qapp exists (as in tests/app/conftest.py): no display is needed
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
 FIGURES: dict[str, str] = {}  # test name -> one line of measured figures
 
 
@@ -27,8 +30,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def qt_settings(tmp_path):
-    """Qt offscreen; QSettings under tmp_path, never the user's real configuration."""
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    """QSettings under tmp_path, never the user's real configuration."""
     from PySide6.QtCore import QSettings
 
     from explorer.app.main import make_app
