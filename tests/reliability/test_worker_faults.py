@@ -270,6 +270,8 @@ def test_closing_during_a_slow_run_is_quick_and_the_gui_never_blocks(
 
 def test_the_gui_stays_responsive_during_a_long_computation(qtbot, window, gpt2, monkeypatch):
     open_model(qtbot, window, gpt2.folder, PROMPT)
+    window.docks["generation"].n.setValue(2)  # generation runs the slowed layers too
+    wait_ready(qtbot, window)
     slow_layers(monkeypatch, 0.2)
     text = PROMPT + " slowly"
     window.prompt.editor.setPlainText(text)
