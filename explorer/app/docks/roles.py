@@ -4,6 +4,8 @@ badges on the Attention dock's head grid."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
@@ -40,6 +42,22 @@ COLOURS = {
 HEADERS = {"previous_token": "prev", "induction": "ind", "duplicate_token": "dup", "sink": "sink"}
 COLUMNS = ["head", *[HEADERS[r] for r in ROLES], "role"]
 THRESHOLD = 0.4
+
+
+@contextmanager
+def bulk_update(table):
+    """Fill a table without re-measuring every column after each cell: ResizeToContents makes
+    each setItem cost O(rows), ~1 s for a 144-head model."""
+    header = table.horizontalHeader()
+    modes = [header.sectionResizeMode(j) for j in range(header.count())]
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+    table.setUpdatesEnabled(False)
+    try:
+        yield
+    finally:
+        for j, mode in enumerate(modes):
+            header.setSectionResizeMode(j, mode)
+        table.setUpdatesEnabled(True)
 
 
 def badge_roles(roles: HeadRoles, threshold: float = THRESHOLD) -> dict[tuple[int, int], str]:
@@ -177,17 +195,18 @@ class RolesDock(QuickAnalysisDock):
             self.update_badges()
             return
         L, H = roles.sink.shape
-        self.table.setRowCount(L * H)
-        for i, (l, h) in enumerate((l, h) for l in range(L) for h in range(H)):
-            head = NumberItem(l * H + h, f"{l}.{h}")
-            head.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-            head.setData(Qt.ItemDataRole.UserRole, (l, h))
-            self.table.setItem(i, 0, head)
-            for j, r in enumerate(ROLES, 1):
-                self.table.setItem(i, j, NumberItem(roles.scores(r)[l, h]))
-            self.table.setItem(i, len(COLUMNS) - 1, QTableWidgetItem(""))
-        self.table.setSortingEnabled(True)
-        self.update_table_roles()
+        with bulk_update(self.table):
+            self.table.setRowCount(L * H)
+            for i, (l, h) in enumerate((l, h) for l in range(L) for h in range(H)):
+                head = NumberItem(l * H + h, f"{l}.{h}")
+                head.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                head.setData(Qt.ItemDataRole.UserRole, (l, h))
+                self.table.setItem(i, 0, head)
+                for j, r in enumerate(ROLES, 1):
+                    self.table.setItem(i, j, NumberItem(roles.scores(r)[l, h]))
+                self.table.setItem(i, len(COLUMNS) - 1, QTableWidgetItem(""))
+            self.table.setSortingEnabled(True)
+            self.update_table_roles()
         self.source.setText(source_text(roles))
 
     def update_table_roles(self):
@@ -197,6 +216,13 @@ class RolesDock(QuickAnalysisDock):
         sorting = self.table.isSortingEnabled()
         selecting, self._selecting = self._selecting, True
         self.table.setSortingEnabled(False)
+        with bulk_update(self.table):
+            self._mark_roles()
+        self.table.setSortingEnabled(sorting)
+        self._selecting = selecting
+        self.update_badges()
+
+    def _mark_roles(self):
         for i in range(self.table.rowCount()):
             key = self.table.item(i, 0).data(Qt.ItemDataRole.UserRole)
             role = self.badges.get(tuple(key))
@@ -208,9 +234,6 @@ class RolesDock(QuickAnalysisDock):
                 font = cell.font()
                 font.setBold(r == role)
                 cell.setFont(font)
-        self.table.setSortingEnabled(sorting)
-        self._selecting = selecting
-        self.update_badges()
 
     def update_badges(self):
         if self.attention is None:

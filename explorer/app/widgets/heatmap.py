@@ -44,6 +44,9 @@ class TokenAxis(pg.AxisItem):
         self.enableAutoSIPrefix(False)
 
     def set_labels(self, labels):
+        if labels is getattr(self, "_source", None):
+            return  # the same token list: nothing to redo (every head of a run shares it)
+        self._source = labels
         self.labels = [visible_label(t) for t in labels]
         self.picture = None
         self.update()
