@@ -131,8 +131,9 @@ def _masked_scores(run: Run, mask: np.ndarray, cancel=None) -> tuple[np.ndarray,
     for l in range(s.n_layers):
         if cancel is not None and cancel():
             raise Cancelled()
-        p = run.layer_patterns(l, rows.tolist()).cpu()  # (H, R, T)
-        out[l] = (p * m).sum(-1).mean(-1).numpy()
+        for c in run.head_chunks(len(rows)):
+            p = run.layer_patterns(l, rows.tolist(), heads=c).cpu()  # (h, R, T)
+            out[l, c] = (p * m).sum(-1).mean(-1).numpy()
     return out, len(rows)
 
 
@@ -157,11 +158,12 @@ def head_roles(
         for l in range(L):
             if cancel is not None and cancel():
                 raise Cancelled()
-            p = run.layer_patterns(l).cpu()  # (H, T, T)
-            sink[l] = p[:, first:, 0].mean(-1).numpy()
-            if T > 1:
-                i = torch.arange(1, T)
-                prev[l] = p[:, i, i - 1].mean(-1).numpy()
+            for c in run.head_chunks():
+                p = run.layer_patterns(l, heads=c).cpu()  # (h, T, T)
+                sink[l, c] = p[:, first:, 0].mean(-1).numpy()
+                if T > 1:
+                    i = torch.arange(1, T)
+                    prev[l, c] = p[:, i, i - 1].mean(-1).numpy()
 
     random_run = None
     random_tokens = None

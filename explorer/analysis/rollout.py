@@ -58,7 +58,7 @@ def rollout_matrix(run: Run, n: int | None = None, add_residual: bool = True, ca
     for l in range(run.spec.n_layers):
         if cancel is not None and cancel():
             raise Cancelled()
-        A = run.layer_patterns(l, list(range(n)) if n < T else None)[:, :, :n].mean(0).cpu()
+        A = run.mean_pattern(l, list(range(n)) if n < T else None)[:, :n].cpu()
         if add_residual:
             A = A + eye
         A = A / A.sum(-1, keepdim=True)

@@ -335,7 +335,7 @@ class Worker(AnalysisWorker):
     def do_pattern(self, req: PatternRequest):
         run = self._run_for(req, req.ablated)
         if req.head < 0:
-            p = run.layer_patterns(req.layer).mean(0)
+            p = run.mean_pattern(req.layer)
         else:
             p = run.pattern(req.layer, req.head)
         return PatternResult(
@@ -356,7 +356,8 @@ class Worker(AnalysisWorker):
         for l in range(s.n_layers):
             if self.cancel.is_set():
                 raise Cancelled()
-            thumbs[l] = downsample(run.layer_patterns(l)).cpu().numpy()
+            for c in run.head_chunks():  # never every head's T x T at once
+                thumbs[l, c] = downsample(run.layer_patterns(l, heads=c)).cpu().numpy()
         return GridResult(req.id, req.run_id, req.query, thumbs)
 
     def do_predict(self, req: PredictRequest):

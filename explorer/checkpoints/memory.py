@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.run import LOSS_CHUNK
+from ..engine.run import LOSS_CHUNK, PATTERN_BUDGET
 from ..engine.spec import ModelSpec
 from .errors import CheckpointError
 
@@ -149,7 +149,7 @@ def run_bytes(spec: ModelSpec, n_tokens: int, dtype, runs: int = 1) -> int:
 
     Each Run keeps the residual input, Q and K of every layer plus the final residual and
     hidden states; computing one layer needs its activations, and the panels compute one
-    layer's patterns for all heads in float32 (the head grid); logits come LOSS_CHUNK
+    chunk of heads' patterns in float32 (Run.head_chunks); logits come LOSS_CHUNK
     positions at a time.
     """
     T, it, f32 = n_tokens, itemsize(dtype), 4
@@ -157,7 +157,7 @@ def run_bytes(spec: ModelSpec, n_tokens: int, dtype, runs: int = 1) -> int:
     kept = (L * T * (d + (H + Hkv) * dh) + 2 * T * d) * it
     mlp = (3 if spec.mlp == "gated" else 2) * spec.d_mlp
     layer = T * (3 * d + (2 * H + 2 * Hkv) * dh + mlp) * it
-    patterns = 2 * H * T * T * f32
+    patterns = 2 * min(H * T * T * f32, max(PATTERN_BUDGET, T * T * f32))  # a chunk of heads
     logits = 3 * min(T, LOSS_CHUNK) * spec.vocab_size * f32
     return runs * kept + layer + patterns + logits
 

@@ -15,6 +15,7 @@ from .interventions import Ablation
 from .model import Transformer
 
 LOSS_CHUNK = 128  # positions per logits chunk: vocab x T logits are large
+PATTERN_BUDGET = 1 << 28  # bytes of float32 patterns computed at once (256 MiB)
 
 
 @dataclass
@@ -102,12 +103,34 @@ class Run:
             scores = scores.masked_fill(~mask, float("-inf"))
         return torch.softmax(scores, dim=-1)
 
+    def head_chunks(self, rows: int | None = None) -> list[slice]:
+        """Head ranges whose (heads, rows, T) float32 patterns fit in PATTERN_BUDGET bytes,
+        so that many heads x long prompts never hold every head's T x T at once."""
+        H, T = self.spec.n_heads, self.n_tokens
+        per = max(1, PATTERN_BUDGET // (4 * T * (rows or T)))
+        return [slice(a, min(a + per, H)) for a in range(0, H, per)]
+
     @torch.inference_mode()
-    def layer_patterns(self, layer: int, queries=None) -> torch.Tensor:
-        """All heads of one layer, (H, T, T) or (H, len(queries), T); one layer at a time."""
+    def mean_pattern(self, layer: int, queries=None) -> torch.Tensor:
+        """The mean over heads of one layer's patterns, (T, T) or (len(queries), T), summed a
+        chunk of heads at a time."""
+        rows = None if queries is None else len(queries)
+        total = None
+        for c in self.head_chunks(rows):
+            part = self.layer_patterns(layer, queries, heads=c).sum(0)
+            total = part if total is None else total + part
+        return total / self.spec.n_heads
+
+    @torch.inference_mode()
+    def layer_patterns(self, layer: int, queries=None, heads=None) -> torch.Tensor:
+        """Heads of one layer (all, or a slice), (H, T, T) or (H, len(queries), T).
+        For long prompts iterate over head_chunks() rather than asking for all heads."""
         s = self.spec
+        group = s.n_heads // s.n_kv_heads
         q = self.q[layer].float()
-        k = self.k[layer].float().repeat_interleave(s.n_heads // s.n_kv_heads, dim=0)
+        k = self.k[layer].float().repeat_interleave(group, dim=0)
+        if heads is not None:
+            q, k = q[heads], k[heads]
         mask = self._mask(self.n_tokens, q.device)
         if queries is not None:
             q = q[:, queries]

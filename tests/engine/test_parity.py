@@ -138,3 +138,20 @@ def test_bfloat16_loads_and_runs(tiny):
         assert (l16 - r32.logits()).abs().max().item() < 0.05
         for l in range(t.lm.spec.n_layers):
             assert (r16.layer_patterns(l) - r32.layer_patterns(l)).abs().max().item() < 0.05
+
+
+def test_head_chunks_cover_every_head_and_give_the_same_patterns(tiny, monkeypatch):
+    from explorer.engine import run as run_module
+
+    t = tiny("llama-gqa")
+    run = t.lm.run(t.ids(30).tolist())
+    full = [run.layer_patterns(l) for l in range(run.spec.n_layers)]
+    # a budget of one head's pattern at a time forces one chunk per head
+    monkeypatch.setattr(run_module, "PATTERN_BUDGET", 4 * 30 * 30)
+    chunks = run.head_chunks()
+    assert len(chunks) == run.spec.n_heads
+    for l in range(run.spec.n_layers):
+        parts = torch.cat([run.layer_patterns(l, heads=c) for c in chunks])
+        assert torch.equal(parts, full[l])
+        assert torch.allclose(run.mean_pattern(l), full[l].mean(0), atol=1e-6)
+        assert torch.allclose(run.mean_pattern(l, [3, 7]), full[l][:, [3, 7]].mean(0), atol=1e-6)
