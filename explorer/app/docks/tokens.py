@@ -54,7 +54,7 @@ class TokensDock(Dock):
         self.diverging.currentTextChanged.connect(state.set_diverging)
         state.diverging_changed.connect(self._on_diverging)
         state.run_changed.connect(self._on_run)
-        state.selection_changed.connect(lambda *_: self.refresh())
+        state.selection_changed.connect(self._on_selection)
         state.colormap_changed.connect(lambda _: self.refresh())
         controller.result.connect(self._on_result)
 
@@ -86,6 +86,12 @@ class TokensDock(Dock):
         if isinstance(r, PatternResult) and self.current(r) and r.ablated:
             self.pattern = r
             self.refresh()
+
+    def _on_selection(self, position, layer, head):
+        if self.mode.currentIndex() == 0 and position == self.view.selected:
+            # another head: keep showing the last pattern until the new one arrives
+            return
+        self.refresh()
 
     def refresh(self):
         st, run = self.state, self.state.run
