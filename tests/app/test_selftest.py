@@ -16,6 +16,16 @@ from explorer.app.main import main as app_main
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The self-test sets torch's thread count for its process; give the tests theirs back."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.skipif(not demo.demo_available(), reason="resources/demo-model is not there")
 def test_self_test_passes_on_the_demo_model(capsys):
     assert app_main(["--self-test"]) == 0
