@@ -175,18 +175,25 @@ def ablate_heads(z, heads, head_means=None):
     return z
 
 
-def attention_mask(spec: ModelSpec, t_q: int, t_k: int, device):
-    """A boolean mask (t_q, t_k) where the simple causal flag cannot express it, else None."""
-    window = spec.sliding_window
-    needs_window = window and t_k > window
-    if not spec.causal or (t_q == t_k and not needs_window) or t_q == 1 and not needs_window:
+def key_mask(spec: ModelSpec, t_q: int, t_k: int, device):
+    """(t_q, t_k) bool: the keys each of the last t_q queries may see; None when all of them
+    (a bidirectional model). Causal, and the sliding window where the model has one."""
+    if not spec.causal:
         return None
     qpos = torch.arange(t_k - t_q, t_k, device=device)[:, None]
     kpos = torch.arange(t_k, device=device)[None, :]
     allowed = kpos <= qpos
-    if needs_window:
-        allowed &= kpos > qpos - window
+    if spec.sliding_window and t_k > spec.sliding_window:
+        allowed &= kpos > qpos - spec.sliding_window
     return allowed
+
+
+def attention_mask(spec: ModelSpec, t_q: int, t_k: int, device):
+    """key_mask where the simple causal flag of SDPA cannot express it, else None."""
+    needs_window = spec.sliding_window and t_k > spec.sliding_window
+    if not needs_window and (t_q == t_k or t_q == 1):
+        return None
+    return key_mask(spec, t_q, t_k, device)
 
 
 class MLP(nn.Module):

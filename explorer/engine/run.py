@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .interventions import Ablation
-from .model import Transformer
+from .model import Transformer, key_mask
 
 LOSS_CHUNK = 128  # positions per logits chunk: vocab x T logits are large
 PATTERN_BUDGET = 1 << 28  # bytes of float32 patterns computed at once (256 MiB)
@@ -141,14 +141,7 @@ class Run:
         return torch.softmax(scores, dim=-1)
 
     def _mask(self, T: int, device):
-        s = self.spec
-        if not s.causal:
-            return None
-        i = torch.arange(T, device=device)
-        allowed = i[None, :] <= i[:, None]
-        if s.sliding_window and T > s.sliding_window:
-            allowed &= i[None, :] > i[:, None] - s.sliding_window
-        return allowed
+        return key_mask(self.spec, T, T, device)
 
     @torch.inference_mode()
     def logits(self, positions=None) -> torch.Tensor:
