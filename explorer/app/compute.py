@@ -277,8 +277,8 @@ class Worker(AnalysisWorker):
     def do_run(self, req: RunRequest):
         lm = self._need_model()
         t0 = time.perf_counter()
-        ids = lm.encode(req.text, truncate=True)  # PromptError for an empty prompt
-        n_all = len(lm.tokenizer.encode(req.text).ids)
+        all_ids = lm.tokenize(req.text)  # PromptError for an empty prompt
+        ids = lm.fit(all_ids, truncate=True)
         clean = self.clean
         fresh = clean is None or clean.tokens.tolist() != ids
         # refuse (NotEnoughMemory, shown in the prompt notice) rather than be killed by the OS
@@ -321,7 +321,7 @@ class Worker(AnalysisWorker):
             top1_texts=[lm.tokenizer.display(int(i)) for i in top_ids[:, 0]]
             if top_ids.shape[1]
             else [],
-            truncated=max(0, n_all - len(ids)),
+            truncated=len(all_ids) - len(ids),
             replaced=clean_text(req.text)[1],
             recomputed_from=ablated.recomputed_from if req.ablation else 0,
             seconds=time.perf_counter() - t0,

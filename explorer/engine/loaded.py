@@ -42,6 +42,10 @@ class LoadedModel:
         """Token ids of a prompt. Raises PromptError for an empty or over-long prompt,
         unless truncate is set, which keeps the last context_length tokens. Lone UTF-16
         surrogates (pasted from a broken clipboard) are read as U+FFFD: see clean_text."""
+        return self.fit(self.tokenize(text), truncate)
+
+    def tokenize(self, text: str) -> list[int]:
+        """All token ids of a prompt, however long; PromptError when it has none."""
         if not isinstance(text, str):
             raise PromptError(f"the prompt must be text, not {type(text).__name__}")
         if not text:
@@ -51,6 +55,11 @@ class LoadedModel:
         ids = self.tokenizer.encode(text).ids
         if not ids:
             raise PromptError("the prompt has no tokens")
+        return ids
+
+    def fit(self, ids: list[int], truncate: bool = False) -> list[int]:
+        """ids within the context window: the last context_length of them when truncate is
+        set, else PromptError for too many."""
         n = self.spec.context_length
         if len(ids) > n:
             if not truncate:
